@@ -1,0 +1,2 @@
+//! `agent-sim`: simulated ztunnels and generated clusters for ambientd.
+fn main() {}

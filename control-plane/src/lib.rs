@@ -1,0 +1,1 @@
+//! ambientd: sources → index → xDS.
