@@ -18,7 +18,9 @@ pub struct Identity {
 /// Why a string is not a SPIFFE identity ztunnel would accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
-    #[error("{0:?} does not start with spiffe:// (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")]
+    #[error(
+        "{0:?} does not start with spiffe:// (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>)"
+    )]
     Scheme(String),
     #[error("{0:?} is not of the form spiffe://<trust-domain>/ns/<ns>/sa/<sa>")]
     Shape(String),
@@ -78,7 +80,11 @@ mod tests {
         let cases: &[(&str, Result<Identity, IdentityError>)] = &[
             (
                 "spiffe://cluster.local/ns/backend/sa/bookinfo-reviews",
-                Ok(Identity::new("cluster.local", "backend", "bookinfo-reviews")),
+                Ok(Identity::new(
+                    "cluster.local",
+                    "backend",
+                    "bookinfo-reviews",
+                )),
             ),
             (
                 "spiffe://td/ns/a/sa/b/extra",

@@ -1,1 +1,10 @@
-//! ambientd: sources → index → xDS.
+//! ambientd: an istiod-compatible control plane for Istio ambient mode.
+//!
+//! Data flows one way: a source (files or Kubernetes) turns objects into [`model::Object`]s, the pure
+//! [`index`] turns them into `istio.workload.Address` and `istio.security.Authorization` resources and
+//! reports which names changed, and the edges (dump, xDS) read the index.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod index;
+pub mod model;
+pub mod source;

@@ -1,0 +1,964 @@
+//! The index: a pure, synchronous function from Kubernetes objects to the xDS resources every ztunnel
+//! receives (`istio.workload.Address` now; `istio.security.Authorization` as policies are converted).
+//!
+//! [`Index::apply`] and [`Index::delete`] take one object at a time and recompute only what that object
+//! affects; each returns the resource names whose content changed or that were removed. [`Index::reset`]
+//! replaces the whole input and reports the difference. Nothing here does I/O.
+
+pub mod resource;
+pub mod services;
+pub mod waypoints;
+pub mod workloads;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use ambient_proto::workload::{Address, address};
+
+use crate::model::well_known::{GATEWAY_NAME, NETWORK};
+use crate::model::{
+    AuthorizationPolicy, EndpointSlice, Gateway, GatewayClass, HttpRoute, Kind, Namespace, Node,
+    Object, ObjectRef, PeerAuthentication, Pod, Service,
+};
+
+pub use resource::Resource;
+use waypoints::{Binding, Request, Target, Waypoint};
+
+/// How pods are judged enrolled in ambient (HBONE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enrollment {
+    /// Only the `ambient.istio.io/redirection: enabled` annotation istio-cni writes (istiod's behaviour).
+    #[default]
+    Annotation,
+    /// The annotation, or istio-cni's label rules (§1.3) where no CNI runs (file mode).
+    Labels,
+}
+
+/// Mesh-wide settings, with istiod's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub cluster_id: String,
+    pub trust_domain: String,
+    pub domain_suffix: String,
+    pub root_namespace: String,
+    pub system_namespace: String,
+    pub enrollment: Enrollment,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cluster_id: "Kubernetes".into(),
+            trust_domain: "cluster.local".into(),
+            domain_suffix: "cluster.local".into(),
+            root_namespace: "istio-system".into(),
+            system_namespace: "istio-system".into(),
+            enrollment: Enrollment::Annotation,
+        }
+    }
+}
+
+/// A status condition the index computed for an object (istiod writes these to `status.conditions`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Condition {
+    pub fn new(type_: &str, status: bool, reason: &str, message: String) -> Self {
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message,
+        }
+    }
+}
+
+/// Resource names touched by one operation, for one resource type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameChanges {
+    /// Added or changed: send these.
+    pub changed: BTreeSet<Arc<str>>,
+    /// Gone: send these as `removed_resources`.
+    pub removed: BTreeSet<Arc<str>>,
+}
+
+impl NameChanges {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty() && self.removed.is_empty()
+    }
+
+    fn mark_changed(&mut self, name: &Arc<str>) {
+        self.removed.remove(name);
+        self.changed.insert(name.clone());
+    }
+
+    fn mark_removed(&mut self, name: &Arc<str>) {
+        self.changed.remove(name);
+        self.removed.insert(name.clone());
+    }
+}
+
+/// What one `apply`/`delete`/`reset` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub addresses: NameChanges,
+    pub authorizations: NameChanges,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty() && self.authorizations.is_empty()
+    }
+
+    /// Folds a later change set into this one.
+    pub fn merge(&mut self, later: Changes) {
+        for (mine, theirs) in [
+            (&mut self.addresses, later.addresses),
+            (&mut self.authorizations, later.authorizations),
+        ] {
+            for n in &theirs.changed {
+                mine.mark_changed(n);
+            }
+            for n in &theirs.removed {
+                mine.mark_removed(n);
+            }
+        }
+    }
+}
+
+/// `namespace/name`, the key of namespaced objects inside the index.
+type Key = Arc<str>;
+
+fn key(namespace: &str, name: &str) -> Key {
+    Arc::from(format!("{namespace}/{name}"))
+}
+
+fn split(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
+/// Objects whose resources must be recomputed before the operation returns.
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    gateways: HashSet<Key>,
+    services: HashSet<Key>,
+    pods: HashSet<Key>,
+    slices: HashSet<Key>,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    settings: Settings,
+    /// The local network: the `topology.istio.io/network` label of the system namespace.
+    network: String,
+
+    namespaces: HashMap<String, Namespace>,
+    nodes: HashMap<String, Node>,
+    pods: HashMap<Key, Pod>,
+    pods_by_namespace: HashMap<String, HashSet<Key>>,
+    pods_by_node: HashMap<String, HashSet<Key>>,
+    services: HashMap<Key, Service>,
+    services_by_namespace: HashMap<String, BTreeSet<Key>>,
+    slices: HashMap<Key, EndpointSlice>,
+    /// Pod key → slices whose endpoints reference it.
+    slices_by_pod: HashMap<Key, BTreeSet<Key>>,
+    /// Service key → slices labelled with its name.
+    slices_by_service: HashMap<Key, BTreeSet<Key>>,
+    gateways: HashMap<Key, Gateway>,
+    classes: HashMap<String, GatewayClass>,
+    routes: BTreeMap<Key, HttpRoute>,
+    authorization_policies: BTreeMap<Key, AuthorizationPolicy>,
+    peer_authentications: BTreeMap<Key, PeerAuthentication>,
+
+    waypoints: HashMap<Key, Waypoint>,
+    /// Waypoint key → pods/Services whose own labels name it.
+    waypoint_users: HashMap<String, HashSet<ObjectRef>>,
+    /// Slice key → uids of the workloads it produced.
+    slice_workloads: HashMap<Key, Vec<Arc<str>>>,
+
+    addresses: HashMap<Arc<str>, Arc<Resource>>,
+    conditions: BTreeMap<ObjectRef, Condition>,
+
+    loading: bool,
+    dirty: Dirty,
+    changes: Changes,
+}
+
+impl Index {
+    pub fn new(settings: Settings) -> Self {
+        Index {
+            settings,
+            ..Default::default()
+        }
+    }
+
+    /// Builds an index from a complete set of objects in one pass (the fast path for initial loads).
+    pub fn build(settings: Settings, objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut index = Index::new(settings);
+        index.loading = true;
+        for obj in objects {
+            index.insert(obj);
+        }
+        index.loading = false;
+        index.dirty = Dirty {
+            all: true,
+            ..Default::default()
+        };
+        index.flush();
+        index.changes = Changes::default();
+        index
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Every `istio.workload.Address` resource, by xDS name.
+    pub fn addresses(&self) -> &HashMap<Arc<str>, Arc<Resource>> {
+        &self.addresses
+    }
+
+    pub fn address(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.addresses.get(name)
+    }
+
+    /// Waypoint binding conditions (`istio.io/WaypointBound`) by object; pods have refusals only.
+    pub fn conditions(&self) -> &BTreeMap<ObjectRef, Condition> {
+        &self.conditions
+    }
+
+    pub fn waypoints(&self) -> impl Iterator<Item = &Waypoint> {
+        self.waypoints.values()
+    }
+
+    pub fn authorization_policies(&self) -> impl Iterator<Item = &AuthorizationPolicy> {
+        self.authorization_policies.values()
+    }
+
+    pub fn peer_authentications(&self) -> impl Iterator<Item = &PeerAuthentication> {
+        self.peer_authentications.values()
+    }
+
+    pub fn http_routes(&self) -> impl Iterator<Item = &HttpRoute> {
+        self.routes.values()
+    }
+
+    /// Number of stored objects per kind.
+    pub fn object_counts(&self) -> BTreeMap<Kind, usize> {
+        BTreeMap::from([
+            (Kind::Namespace, self.namespaces.len()),
+            (Kind::Node, self.nodes.len()),
+            (Kind::Pod, self.pods.len()),
+            (Kind::Service, self.services.len()),
+            (Kind::EndpointSlice, self.slices.len()),
+            (Kind::GatewayClass, self.classes.len()),
+            (Kind::Gateway, self.gateways.len()),
+            (Kind::HttpRoute, self.routes.len()),
+            (Kind::AuthorizationPolicy, self.authorization_policies.len()),
+            (Kind::PeerAuthentication, self.peer_authentications.len()),
+        ])
+    }
+
+    /// Creates or replaces one object and recomputes what it affects.
+    pub fn apply(&mut self, obj: Object) -> Changes {
+        self.insert(obj);
+        self.flush();
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Removes one object (no-op when absent) and recomputes what it affected.
+    pub fn delete(&mut self, obj: &ObjectRef) -> Changes {
+        self.remove(obj);
+        self.flush();
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Replaces the whole input with `objects` and reports the difference.
+    pub fn reset(&mut self, objects: impl IntoIterator<Item = Object>) -> Changes {
+        let fresh = Index::build(self.settings.clone(), objects);
+        let mut changes = Changes::default();
+        for (name, res) in &fresh.addresses {
+            if self.addresses.get(name) != Some(res) {
+                changes.addresses.changed.insert(name.clone());
+            }
+        }
+        for name in self.addresses.keys() {
+            if !fresh.addresses.contains_key(name) {
+                changes.addresses.removed.insert(name.clone());
+            }
+        }
+        *self = fresh;
+        changes
+    }
+
+    // ---- input bookkeeping ------------------------------------------------------------------
+
+    fn insert(&mut self, obj: Object) {
+        match obj {
+            Object::Namespace(ns) => self.insert_namespace(ns),
+            Object::Node(node) => {
+                let name = node.name.clone();
+                if self.nodes.get(&name) != Some(&node) {
+                    self.nodes.insert(name.clone(), node);
+                    self.mark_node(&name);
+                }
+            }
+            Object::Pod(pod) => self.insert_pod(*pod),
+            Object::Service(svc) => self.insert_service(*svc),
+            Object::EndpointSlice(slice) => self.insert_slice(*slice),
+            Object::GatewayClass(class) => {
+                let name = class.meta.name.clone();
+                self.classes.insert(name.clone(), class);
+                self.mark_class(&name);
+            }
+            Object::Gateway(gw) => {
+                let k = key(&gw.meta.namespace, &gw.meta.name);
+                self.gateways.insert(k.clone(), *gw);
+                self.mark(|d| d.gateways.insert(k));
+            }
+            Object::HttpRoute(r) => {
+                self.routes.insert(key(&r.meta.namespace, &r.meta.name), *r);
+            }
+            Object::AuthorizationPolicy(p) => {
+                self.authorization_policies
+                    .insert(key(&p.meta.namespace, &p.meta.name), *p);
+            }
+            Object::PeerAuthentication(p) => {
+                self.peer_authentications
+                    .insert(key(&p.meta.namespace, &p.meta.name), *p);
+            }
+        }
+    }
+
+    fn remove(&mut self, obj: &ObjectRef) {
+        let k = key(&obj.namespace, &obj.name);
+        match obj.kind {
+            Kind::Namespace => {
+                if let Some(old) = self.namespaces.remove(&obj.name) {
+                    self.namespace_changed(&old, None);
+                }
+            }
+            Kind::Node => {
+                if self.nodes.remove(&obj.name).is_some() {
+                    self.mark_node(&obj.name);
+                }
+            }
+            Kind::Pod => {
+                if let Some(old) = self.pods.remove(&k) {
+                    self.unlink_pod(&k, &old);
+                    self.mark(|d| d.pods.insert(k));
+                }
+            }
+            Kind::Service => {
+                if let Some(old) = self.services.remove(&k) {
+                    if let Some(set) = self.services_by_namespace.get_mut(&obj.namespace) {
+                        set.remove(&k);
+                    }
+                    self.track_waypoint_user(obj, Some(&old.meta.labels), None, &obj.namespace);
+                    self.service_changed(&k, Some(&old), None);
+                }
+            }
+            Kind::EndpointSlice => {
+                if let Some(old) = self.slices.remove(&k) {
+                    self.unlink_slice(&k, &old);
+                    self.mark_slice_pods(&old);
+                    self.mark(|d| d.slices.insert(k));
+                }
+            }
+            Kind::GatewayClass => {
+                if self.classes.remove(&obj.name).is_some() {
+                    self.mark_class(&obj.name);
+                }
+            }
+            Kind::Gateway => {
+                if self.gateways.remove(&k).is_some() {
+                    self.mark(|d| d.gateways.insert(k));
+                }
+            }
+            Kind::HttpRoute => {
+                self.routes.remove(&k);
+            }
+            Kind::AuthorizationPolicy => {
+                self.authorization_policies.remove(&k);
+            }
+            Kind::PeerAuthentication => {
+                self.peer_authentications.remove(&k);
+            }
+        }
+    }
+
+    /// Records a recomputation, unless a full build is under way.
+    fn mark(&mut self, f: impl FnOnce(&mut Dirty) -> bool) {
+        if !self.loading {
+            f(&mut self.dirty);
+        }
+    }
+
+    fn insert_namespace(&mut self, ns: Namespace) {
+        let name = ns.meta.name.clone();
+        let old = self.namespaces.insert(name.clone(), ns);
+        let new = self.namespaces.get(&name).cloned();
+        match old {
+            Some(old) if Some(&old) == new.as_ref() => {}
+            Some(old) => self.namespace_changed(&old, new.as_ref()),
+            None => {
+                if let Some(new) = new {
+                    self.namespace_changed(&new, Some(&new));
+                }
+            }
+        }
+    }
+
+    /// A namespace appeared, changed or vanished: its pods and Services are recomputed; a change of the
+    /// system namespace's network label recomputes everything.
+    fn namespace_changed(&mut self, old: &Namespace, new: Option<&Namespace>) {
+        let name = &old.meta.name;
+        if *name == self.settings.system_namespace {
+            let network = new
+                .and_then(|n| n.meta.labels.get(NETWORK))
+                .unwrap_or_default()
+                .to_string();
+            if network != self.network {
+                self.network = network;
+                self.mark(|d| {
+                    d.all = true;
+                    true
+                });
+            }
+        }
+        if self.loading {
+            return;
+        }
+        let pods: Vec<Key> = self
+            .pods_by_namespace
+            .get(name)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let services: Vec<Key> = self
+            .services_by_namespace
+            .get(name)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        self.dirty.pods.extend(pods);
+        self.dirty.services.extend(services);
+    }
+
+    fn mark_node(&mut self, node: &str) {
+        if self.loading {
+            return;
+        }
+        if let Some(pods) = self.pods_by_node.get(node) {
+            self.dirty.pods.extend(pods.iter().cloned());
+        }
+    }
+
+    fn mark_class(&mut self, class: &str) {
+        if self.loading {
+            return;
+        }
+        let gateways: Vec<Key> = self
+            .gateways
+            .iter()
+            .filter(|(_, g)| g.class == class)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.dirty.gateways.extend(gateways);
+    }
+
+    /// Keeps `waypoint_users` in step with an object's own `use-waypoint` labels.
+    fn track_waypoint_user(
+        &mut self,
+        obj: &ObjectRef,
+        old: Option<&crate::model::Labels>,
+        new: Option<&crate::model::Labels>,
+        namespace: &str,
+    ) {
+        let old_key = old.and_then(|l| Request::from_labels(l, namespace)?.key());
+        let new_key = new.and_then(|l| Request::from_labels(l, namespace)?.key());
+        if old_key == new_key {
+            return;
+        }
+        if let Some(k) = old_key
+            && let Some(set) = self.waypoint_users.get_mut(&k)
+        {
+            set.remove(obj);
+            if set.is_empty() {
+                self.waypoint_users.remove(&k);
+            }
+        }
+        if let Some(k) = new_key {
+            self.waypoint_users
+                .entry(k)
+                .or_default()
+                .insert(obj.clone());
+        }
+    }
+
+    fn insert_pod(&mut self, pod: Pod) {
+        let k = key(&pod.meta.namespace, &pod.meta.name);
+        let obj = ObjectRef::new(Kind::Pod, &pod.meta.namespace, &pod.meta.name);
+        let old = self.pods.remove(&k);
+        if old.as_ref() == Some(&pod) {
+            self.pods.insert(k, pod);
+            return;
+        }
+        if let Some(old) = &old {
+            self.unlink_pod(&k, old);
+        }
+        self.pods_by_namespace
+            .entry(pod.meta.namespace.clone())
+            .or_default()
+            .insert(k.clone());
+        if !pod.node.is_empty() {
+            self.pods_by_node
+                .entry(pod.node.clone())
+                .or_default()
+                .insert(k.clone());
+        }
+        self.track_waypoint_user(&obj, None, Some(&pod.meta.labels), &pod.meta.namespace);
+        self.pods.insert(k.clone(), pod);
+        self.mark(|d| d.pods.insert(k));
+    }
+
+    fn unlink_pod(&mut self, k: &Key, pod: &Pod) {
+        if let Some(set) = self.pods_by_namespace.get_mut(&pod.meta.namespace) {
+            set.remove(k);
+            if set.is_empty() {
+                self.pods_by_namespace.remove(&pod.meta.namespace);
+            }
+        }
+        if let Some(set) = self.pods_by_node.get_mut(&pod.node) {
+            set.remove(k);
+            if set.is_empty() {
+                self.pods_by_node.remove(&pod.node);
+            }
+        }
+        let obj = ObjectRef::new(Kind::Pod, &pod.meta.namespace, &pod.meta.name);
+        self.track_waypoint_user(&obj, Some(&pod.meta.labels), None, &pod.meta.namespace);
+    }
+
+    fn insert_service(&mut self, svc: Service) {
+        let k = key(&svc.meta.namespace, &svc.meta.name);
+        let obj = ObjectRef::new(Kind::Service, &svc.meta.namespace, &svc.meta.name);
+        let old = self.services.remove(&k);
+        if old.as_ref() == Some(&svc) {
+            self.services.insert(k, svc);
+            return;
+        }
+        self.services_by_namespace
+            .entry(svc.meta.namespace.clone())
+            .or_default()
+            .insert(k.clone());
+        self.track_waypoint_user(
+            &obj,
+            old.as_ref().map(|o| &o.meta.labels),
+            Some(&svc.meta.labels),
+            &svc.meta.namespace,
+        );
+        self.services.insert(k.clone(), svc.clone());
+        self.service_changed(&k, old.as_ref(), Some(&svc));
+    }
+
+    /// A Service changed: recompute it, the pods it gained or lost (or all its pods when what pods see of
+    /// it changed), and the EndpointSlice workloads that depend on it.
+    fn service_changed(&mut self, k: &Key, old: Option<&Service>, new: Option<&Service>) {
+        if self.loading {
+            return;
+        }
+        self.dirty.services.insert(k.clone());
+        let (namespace, _) = split(k);
+        let seen_by_pods = |s: &Service| (s.ports.clone(), services::usable(s).is_ok());
+        let pods_see_same = match (old, new) {
+            (Some(o), Some(n)) => seen_by_pods(o) == seen_by_pods(n),
+            _ => false,
+        };
+        let mut affected: Vec<Key> = Vec::new();
+        if let Some(pods) = self.pods_by_namespace.get(namespace) {
+            for pk in pods {
+                let Some(pod) = self.pods.get(pk) else {
+                    continue;
+                };
+                let selects = |s: Option<&Service>| {
+                    s.and_then(|s| s.selector.as_ref())
+                        .is_some_and(|sel| pod.meta.labels.is_superset_of(sel))
+                };
+                let (was, is) = (selects(old), selects(new));
+                if (was != is) || (!pods_see_same && (was || is)) {
+                    affected.push(pk.clone());
+                }
+            }
+        }
+        let slices: Vec<Key> = self
+            .slices_by_service
+            .get(k)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for sk in &slices {
+            if let Some(slice) = self.slices.get(sk) {
+                affected.extend(slice_pod_keys(slice));
+            }
+        }
+        self.dirty.pods.extend(affected);
+        self.dirty.slices.extend(slices);
+    }
+
+    fn insert_slice(&mut self, slice: EndpointSlice) {
+        let k = key(&slice.meta.namespace, &slice.meta.name);
+        let old = self.slices.remove(&k);
+        if old.as_ref() == Some(&slice) {
+            self.slices.insert(k, slice);
+            return;
+        }
+        if let Some(old) = &old {
+            self.unlink_slice(&k, old);
+            self.mark_slice_pods(old);
+        }
+        for pk in slice_pod_keys(&slice) {
+            self.slices_by_pod.entry(pk).or_default().insert(k.clone());
+        }
+        if let Some(svc) = &slice.service_name {
+            self.slices_by_service
+                .entry(key(&slice.meta.namespace, svc))
+                .or_default()
+                .insert(k.clone());
+        }
+        self.mark_slice_pods(&slice);
+        self.slices.insert(k.clone(), slice);
+        self.mark(|d| d.slices.insert(k));
+    }
+
+    fn unlink_slice(&mut self, k: &Key, slice: &EndpointSlice) {
+        for pk in slice_pod_keys(slice) {
+            if let Some(set) = self.slices_by_pod.get_mut(&pk) {
+                set.remove(k);
+                if set.is_empty() {
+                    self.slices_by_pod.remove(&pk);
+                }
+            }
+        }
+        if let Some(svc) = &slice.service_name {
+            let sk = key(&slice.meta.namespace, svc);
+            if let Some(set) = self.slices_by_service.get_mut(&sk) {
+                set.remove(k);
+                if set.is_empty() {
+                    self.slices_by_service.remove(&sk);
+                }
+            }
+        }
+    }
+
+    fn mark_slice_pods(&mut self, slice: &EndpointSlice) {
+        if self.loading {
+            return;
+        }
+        self.dirty.pods.extend(slice_pod_keys(slice));
+    }
+
+    // ---- recomputation -----------------------------------------------------------------------
+
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if dirty.all {
+            dirty.gateways.extend(self.gateways.keys().cloned());
+            dirty.gateways.extend(self.waypoints.keys().cloned());
+            dirty.services.extend(self.services.keys().cloned());
+            dirty.pods.extend(self.pods.keys().cloned());
+            dirty.slices.extend(self.slices.keys().cloned());
+        }
+        let gateways: Vec<Key> = dirty.gateways.drain().collect();
+        for gk in &gateways {
+            if self.recompute_waypoint(gk) {
+                self.waypoint_dependents(gk, &mut dirty);
+            }
+        }
+        for sk in &dirty.services {
+            self.recompute_service(sk);
+        }
+        for pk in &dirty.pods {
+            self.recompute_pod(pk);
+        }
+        for sk in &dirty.slices {
+            self.recompute_slice(sk);
+        }
+    }
+
+    /// Recomputes one waypoint; true when it changed (appeared, vanished or differs).
+    fn recompute_waypoint(&mut self, gk: &Key) -> bool {
+        let new = self.gateways.get(gk).and_then(|gw| {
+            waypoints::waypoint_for_gateway(gw, self.classes.get(&gw.class), &self.network)
+        });
+        let old = match &new {
+            Some(wp) => self.waypoints.insert(gk.clone(), wp.clone()),
+            None => self.waypoints.remove(gk),
+        };
+        old != new
+    }
+
+    /// Everything that may bind to, or be an instance of, waypoint `gk`.
+    fn waypoint_dependents(&self, gk: &Key, dirty: &mut Dirty) {
+        let (gw_namespace, gw_name) = split(gk);
+        let mut namespaces: Vec<&str> = self
+            .namespaces
+            .values()
+            .filter(|ns| {
+                Request::from_labels(&ns.meta.labels, &ns.meta.name)
+                    .and_then(|r| r.key())
+                    .is_some_and(|k| *k == **gk)
+            })
+            .map(|ns| ns.meta.name.as_str())
+            .collect();
+        namespaces.push(gw_namespace);
+        for ns in namespaces {
+            if let Some(pods) = self.pods_by_namespace.get(ns) {
+                for pk in pods {
+                    let Some(pod) = self.pods.get(pk) else {
+                        continue;
+                    };
+                    let inherits = !pod
+                        .meta
+                        .labels
+                        .contains_key(crate::model::well_known::USE_WAYPOINT);
+                    let instance =
+                        ns == gw_namespace && pod.meta.labels.get(GATEWAY_NAME) == Some(gw_name);
+                    if inherits || instance {
+                        dirty.pods.insert(pk.clone());
+                    }
+                }
+            }
+            if let Some(services) = self.services_by_namespace.get(ns) {
+                dirty.services.extend(services.iter().cloned());
+            }
+        }
+        if let Some(users) = self.waypoint_users.get(&**gk) {
+            for user in users {
+                let uk = key(&user.namespace, &user.name);
+                match user.kind {
+                    Kind::Pod => dirty.pods.insert(uk),
+                    _ => dirty.services.insert(uk),
+                };
+            }
+        }
+    }
+
+    fn set_address(&mut self, name: &str, value: Option<address::Type>) {
+        match value {
+            None => {
+                if let Some((name, _)) = self.addresses.remove_entry(name) {
+                    self.changes.addresses.mark_removed(&name);
+                }
+            }
+            Some(value) => {
+                let name: Arc<str> = match self.addresses.get_key_value(name) {
+                    Some((k, _)) => k.clone(),
+                    None => Arc::from(name),
+                };
+                let res = Resource::encode(
+                    name.clone(),
+                    &Address {
+                        r#type: Some(value),
+                    },
+                );
+                if self.addresses.get(&name).is_some_and(|old| **old == res) {
+                    return;
+                }
+                self.addresses.insert(name.clone(), Arc::new(res));
+                self.changes.addresses.mark_changed(&name);
+            }
+        }
+    }
+
+    fn set_condition(&mut self, obj: ObjectRef, condition: Option<Condition>) {
+        match condition {
+            Some(c) => {
+                self.conditions.insert(obj, c);
+            }
+            None => {
+                self.conditions.remove(&obj);
+            }
+        }
+    }
+
+    fn bind(&self, target: Target, labels: &crate::model::Labels, namespace: &str) -> Binding {
+        let ns_labels = self.namespaces.get(namespace).map(|n| &n.meta.labels);
+        waypoints::bind(target, labels, namespace, ns_labels, |k| {
+            self.waypoints.get(k)
+        })
+    }
+
+    fn recompute_service(&mut self, sk: &Key) {
+        let (namespace, name) = split(sk);
+        let obj = ObjectRef::new(Kind::Service, namespace, name);
+        let resource_name = services::resource_name(name, namespace, &self.settings.domain_suffix);
+        let Some(svc) = self.services.get(sk) else {
+            self.set_address(&resource_name, None);
+            self.set_condition(obj, None);
+            return;
+        };
+        let mut binding = self.bind(Target::Service, &svc.meta.labels, namespace);
+        if let Some(c) = binding.condition.as_mut().filter(|c| c.status) {
+            c.message.push_str(services::ingress_message_suffix(
+                &svc.meta.labels,
+                self.namespaces.get(namespace),
+            ));
+        }
+        let built = services::build_service(
+            &self.settings,
+            &self.network,
+            svc,
+            self.namespaces.get(namespace),
+            &binding,
+        );
+        let (value, condition) = match built {
+            Ok(s) => (Some(address::Type::Service(s)), binding.condition),
+            Err(services::Skip::ExternalName) => (None, None),
+            Err(services::Skip::BadClusterIp(ip)) => (
+                None,
+                Some(Condition::new(
+                    "ambientd.io/Skipped",
+                    false,
+                    "InvalidClusterIP",
+                    format!("cluster IP {ip:?} does not parse; the Service is not sent"),
+                )),
+            ),
+        };
+        self.set_address(&resource_name, value);
+        self.set_condition(obj, condition);
+    }
+
+    /// The Services a pod belongs to: same-namespace selector matches, and selectorless Services whose
+    /// EndpointSlice names this pod (kind, name and uid) in a `targetRef`.
+    fn services_for_pod(&self, pk: &Key, pod: &Pod) -> Vec<&Service> {
+        let mut out: BTreeMap<&str, &Service> = BTreeMap::new();
+        if let Some(keys) = self.services_by_namespace.get(&pod.meta.namespace) {
+            for sk in keys {
+                let Some(svc) = self.services.get(sk) else {
+                    continue;
+                };
+                if svc
+                    .selector
+                    .as_ref()
+                    .is_some_and(|sel| pod.meta.labels.is_superset_of(sel))
+                    && services::usable(svc).is_ok()
+                {
+                    out.insert(sk, svc);
+                }
+            }
+        }
+        for slice_key in self.slices_by_pod.get(pk).into_iter().flatten() {
+            let Some(slice) = self.slices.get(slice_key) else {
+                continue;
+            };
+            let references = slice.endpoints.iter().any(|e| {
+                e.target_ref.as_ref().is_some_and(|r| {
+                    r.kind == "Pod"
+                        && r.name == pod.meta.name
+                        && r.uid == pod.meta.uid
+                        && (r.namespace.is_empty() || r.namespace == pod.meta.namespace)
+                })
+            });
+            if !references {
+                continue;
+            }
+            let Some(svc_name) = &slice.service_name else {
+                continue;
+            };
+            let sk = key(&slice.meta.namespace, svc_name);
+            if let Some((sk, svc)) = self.services.get_key_value(&sk)
+                && svc.selector.is_none()
+                && services::usable(svc).is_ok()
+            {
+                out.insert(sk, svc);
+            }
+        }
+        out.into_values().collect()
+    }
+
+    fn recompute_pod(&mut self, pk: &Key) {
+        let (namespace, name) = split(pk);
+        let uid = workloads::pod_uid(&self.settings.cluster_id, namespace, name);
+        let obj = ObjectRef::new(Kind::Pod, namespace, name);
+        let Some(pod) = self.pods.get(pk) else {
+            self.set_address(&uid, None);
+            self.set_condition(obj, None);
+            return;
+        };
+        let instance = waypoints::instance_of(&pod.meta.labels, namespace)
+            .and_then(|k| self.waypoints.get(k.as_str()));
+        let (binding, application_tunnel) = match instance {
+            Some(wp) => (Binding::default(), wp.application_tunnel()),
+            None => (
+                self.bind(Target::Workload, &pod.meta.labels, namespace),
+                None,
+            ),
+        };
+        let condition = binding.condition.clone().filter(|c| !c.status);
+        let ctx = workloads::PodContext {
+            settings: &self.settings,
+            network: &self.network,
+            namespace: self.namespaces.get(namespace),
+            node: self.nodes.get(&pod.node),
+            services: self.services_for_pod(pk, pod),
+            binding,
+            application_tunnel,
+        };
+        let workload = workloads::build_pod_workload(ctx, pod);
+        self.set_address(&uid, workload.map(address::Type::Workload));
+        self.set_condition(obj, condition);
+    }
+
+    fn recompute_slice(&mut self, sk: &Key) {
+        let built: Vec<_> = match self.slices.get(sk) {
+            Some(slice) => {
+                let svc = workloads::slice_service(slice, |name| {
+                    self.services.get(&*key(&slice.meta.namespace, name))
+                });
+                match svc {
+                    Some(svc) => {
+                        workloads::build_slice_workloads(&self.settings, &self.network, slice, svc)
+                    }
+                    None => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
+        let new_names: Vec<Arc<str>> = built.iter().map(|w| Arc::from(w.uid.as_str())).collect();
+        let old_names = self.slice_workloads.remove(sk).unwrap_or_default();
+        for old in &old_names {
+            if !new_names.contains(old) {
+                self.set_address(old, None);
+            }
+        }
+        for w in built {
+            let uid = w.uid.clone();
+            self.set_address(&uid, Some(address::Type::Workload(w)));
+        }
+        if !new_names.is_empty() {
+            self.slice_workloads.insert(sk.clone(), new_names);
+        }
+    }
+}
+
+/// Keys of the pods an EndpointSlice's endpoints reference by `targetRef`.
+fn slice_pod_keys(slice: &EndpointSlice) -> Vec<Key> {
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind == "Pod" && !r.name.is_empty())
+        .map(|r| {
+            let ns = if r.namespace.is_empty() {
+                &slice.meta.namespace
+            } else {
+                &r.namespace
+            };
+            key(ns, &r.name)
+        })
+        .collect()
+}
