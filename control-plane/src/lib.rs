@@ -5,6 +5,8 @@
 //! reports which names changed, and the edges (dump, xDS) read the index.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cli;
+pub mod dump;
 pub mod index;
 pub mod model;
 pub mod source;

@@ -1,1 +1,167 @@
-fn main() {}
+//! The `ambientd` binary: command-line parsing, logging, and wiring sources to the index.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use ambient_control_plane::cli::MeshArgs;
+use ambient_control_plane::index::{Changes, Index};
+use ambient_control_plane::source::Event;
+use ambient_control_plane::source::files::{self, FileSource};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ambientd",
+    version,
+    about = "An istiod-compatible control plane for Istio ambient mode"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log level or filter (e.g. `info`, `ambient_control_plane=debug`); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print what every ztunnel would receive for a folder (or file) of Kubernetes YAML, as JSON.
+    Dump {
+        /// Folder (read recursively) or single file of Kubernetes YAML, e.g. deploy/examples/bookinfo.
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// Write the JSON here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Exit non-zero when any document failed to parse.
+        #[arg(long)]
+        strict: bool,
+        #[command(flatten)]
+        mesh: MeshArgs,
+    },
+    /// Load a folder of Kubernetes YAML, then follow its changes and print the resources each one touches.
+    Watch {
+        /// Folder (read recursively) or single file of Kubernetes YAML.
+        #[arg(long)]
+        config_dir: PathBuf,
+        #[command(flatten)]
+        mesh: MeshArgs,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Dump {
+            config_dir,
+            output,
+            strict,
+            mesh,
+        } => dump(config_dir, output, strict, mesh),
+        Command::Watch { config_dir, mesh } => watch(config_dir, mesh),
+    }
+}
+
+fn dump(config_dir: PathBuf, output: Option<PathBuf>, strict: bool, mesh: MeshArgs) -> Result<()> {
+    let (source, objects) = FileSource::open(&config_dir)?;
+    let index = Index::build(mesh.settings(), objects);
+    let diagnostics = source.diagnostics();
+    let doc = ambient_control_plane::dump::dump(&index, &diagnostics)?;
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    match &output {
+        Some(path) => std::fs::write(path, &text)
+            .with_context(|| format!("cannot write the dump to {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    for d in &diagnostics {
+        eprintln!("warning: {d}");
+    }
+    if strict && !diagnostics.is_empty() {
+        bail!(
+            "{} document(s) in {} failed to parse (--strict)",
+            diagnostics.len(),
+            config_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_changes(out: &mut impl Write, changes: &Changes) -> std::io::Result<()> {
+    for name in &changes.addresses.changed {
+        writeln!(out, "address changed {name}")?;
+    }
+    for name in &changes.addresses.removed {
+        writeln!(out, "address removed {name}")?;
+    }
+    for name in &changes.authorizations.changed {
+        writeln!(out, "authorization changed {name}")?;
+    }
+    for name in &changes.authorizations.removed {
+        writeln!(out, "authorization removed {name}")?;
+    }
+    out.flush()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn watch(config_dir: PathBuf, mesh: MeshArgs) -> Result<()> {
+    let (source, objects) = FileSource::open(&config_dir)?;
+    let mut index = Index::new(mesh.settings());
+    let initial = index.reset(objects);
+    for d in source.diagnostics() {
+        eprintln!("warning: {d}");
+    }
+    let mut out = std::io::stdout();
+    print_changes(&mut out, &initial)?;
+    writeln!(
+        out,
+        "ready: {} addresses from {}",
+        index.addresses().len(),
+        config_dir.display()
+    )?;
+    out.flush()?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let _watch = files::watch(source, tx)?;
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else { break };
+                let mut changes = Changes::default();
+                for event in batch {
+                    changes.merge(match event {
+                        Event::Apply(obj) => index.apply(obj),
+                        Event::Delete(obj) => index.delete(&obj),
+                        Event::Reset(objs) => index.reset(objs),
+                    });
+                }
+                print_changes(&mut out, &changes)?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    Ok(())
+}
