@@ -10,3 +10,4 @@ pub mod dump;
 pub mod index;
 pub mod model;
 pub mod source;
+pub mod testing;

@@ -61,16 +61,22 @@ impl Gateway {
                     Some(ns) => match ns.from {
                         None | Some(From::Same) => AllowedRoutes::Same,
                         Some(From::All) => AllowedRoutes::All,
-                        Some(From::Selector) => {
-                            let sel = ns.selector.unwrap_or_default();
-                            AllowedRoutes::Selector(LabelSelector::from_parts(
+                        // No selector selects no namespace (Kubernetes' `LabelSelectorAsSelector(nil)`
+                        // is `Nothing`, which istiod's `makeWaypointSelector` keeps); an empty one
+                        // selects every namespace. An `In` without values matches nothing.
+                        Some(From::Selector) => match ns.selector {
+                            None => AllowedRoutes::Selector(LabelSelector::from_parts(
+                                None,
+                                [(String::new(), "In".to_string(), None)],
+                            )),
+                            Some(sel) => AllowedRoutes::Selector(LabelSelector::from_parts(
                                 sel.match_labels,
                                 sel.match_expressions
                                     .unwrap_or_default()
                                     .into_iter()
                                     .map(|e| (e.key, e.operator, e.values)),
-                            ))
-                        }
+                            )),
+                        },
                     },
                 };
                 Listener {
