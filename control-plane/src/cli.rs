@@ -34,6 +34,10 @@ pub struct MeshArgs {
     /// Enrollment rule; files have no CNI to annotate pods, so `labels` is the default there.
     #[arg(long, value_enum, default_value_t = EnrollmentArg::Labels)]
     pub enrollment: EnrollmentArg,
+    /// Read only AuthorizationPolicies and PeerAuthentications labelled `istio.io/rev` with this value (or
+    /// unlabelled); empty reads all.
+    #[arg(long, default_value = "")]
+    pub revision: String,
 }
 
 impl MeshArgs {
@@ -48,6 +52,7 @@ impl MeshArgs {
                 EnrollmentArg::Annotation => Enrollment::Annotation,
                 EnrollmentArg::Labels => Enrollment::Labels,
             },
+            revision: self.revision.clone(),
         }
     }
 }

@@ -35,14 +35,31 @@ pub fn dump(index: &Index, source: &[SourceDiagnostic]) -> Result<Value, DumpErr
             })?;
         addresses.insert(name.to_string(), value);
     }
+    let mut authorizations = Map::new();
+    let mut names: Vec<_> = index.authorizations().keys().collect();
+    names.sort();
+    for name in names {
+        let Some(res) = index.authorization(name) else {
+            continue;
+        };
+        let value = ambient_proto::json::authorization_to_json(&res.body).map_err(|source| {
+            DumpError::Json {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        authorizations.insert(name.to_string(), value);
+    }
     Ok(json!({
         "addresses": addresses,
-        "authorizations": Map::new(),
+        "authorizations": authorizations,
         "diagnostics": diagnostics(index, source),
     }))
 }
 
-/// Source problems first (sorted by location), then the index's conditions (sorted by object).
+/// Source problems first (sorted by location), then the index's conditions (sorted by object), then one
+/// entry per AuthorizationPolicy: its `ZtunnelAccepted` (or, for waypoint policies, `WaypointAccepted`)
+/// condition, who enforces it, and what was dropped.
 pub fn diagnostics(index: &Index, source: &[SourceDiagnostic]) -> Vec<Value> {
     let mut out: Vec<Value> = source
         .iter()
@@ -66,5 +83,39 @@ pub fn diagnostics(index: &Index, source: &[SourceDiagnostic]) -> Vec<Value> {
             "message": c.message,
         })
     }));
+    for policy in index.authorization_policies() {
+        let obj = crate::model::ObjectRef::new(
+            crate::model::Kind::AuthorizationPolicy,
+            &policy.meta.namespace,
+            &policy.meta.name,
+        );
+        let Some(status) = index.policy_status().get(&obj) else {
+            continue;
+        };
+        let condition = status
+            .ztunnel
+            .clone()
+            .or_else(|| index.waypoint_policy_condition(policy));
+        let mut entry = json!({
+            "object": obj.to_string(),
+            "enforcedBy": status.enforced_by,
+        });
+        if let Some(c) = condition {
+            entry["type"] = json!(c.type_);
+            entry["status"] = json!(if c.status { "True" } else { "False" });
+            entry["reason"] = json!(c.reason);
+            entry["message"] = json!(c.message);
+        }
+        if !status.http_attributes.is_empty() {
+            entry["httpAttributes"] = json!(status.http_attributes);
+        }
+        if !status.dropped_rules.is_empty() {
+            entry["droppedRules"] = json!(status.dropped_rules);
+        }
+        if !status.warnings.is_empty() {
+            entry["warnings"] = json!(status.warnings);
+        }
+        out.push(entry);
+    }
     out
 }

@@ -96,7 +96,19 @@ fn bookinfo_dump_shows_hbone_workloads_and_backend_waypoint() {
             );
         }
     }
-    assert_eq!(doc["authorizations"], serde_json::json!({}));
+    assert_eq!(
+        doc["authorizations"],
+        serde_json::json!({
+            "frontend/productpage-viewer": {
+                "name": "productpage-viewer",
+                "namespace": "frontend",
+                "scope": "WORKLOAD_SELECTOR",
+                "rules": [{"clauses": [{"matches": [{"principals": [
+                    {"exact": "cluster.local/ns/istio-ingress/sa/gateway-istio"}
+                ]}]}]}]
+            }
+        })
+    );
 }
 
 #[test]

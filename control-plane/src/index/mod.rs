@@ -5,6 +5,9 @@
 //! affects; each returns the resource names whose content changed or that were removed. [`Index::reset`]
 //! replaces the whole input and reports the difference. Nothing here does I/O.
 
+pub mod authorization;
+pub mod peer_authentication;
+mod policies;
 pub mod resource;
 pub mod services;
 pub mod waypoints;
@@ -21,6 +24,7 @@ use crate::model::{
     Object, ObjectRef, PeerAuthentication, Pod, Service,
 };
 
+pub use policies::PolicyStatus;
 pub use resource::Resource;
 use waypoints::{Binding, Request, Target, Waypoint};
 
@@ -43,6 +47,9 @@ pub struct Settings {
     pub root_namespace: String,
     pub system_namespace: String,
     pub enrollment: Enrollment,
+    /// Only AuthorizationPolicies and PeerAuthentications with this `istio.io/rev` (or none) are read;
+    /// empty reads all.
+    pub revision: String,
 }
 
 impl Default for Settings {
@@ -54,6 +61,7 @@ impl Default for Settings {
             root_namespace: "istio-system".into(),
             system_namespace: "istio-system".into(),
             enrollment: Enrollment::Annotation,
+            revision: String::new(),
         }
     }
 }
@@ -186,6 +194,14 @@ pub struct Index {
     addresses: HashMap<Arc<str>, Arc<Resource>>,
     conditions: BTreeMap<ObjectRef, Condition>,
 
+    /// `istio.security.Authorization` resources by name (`namespace/name`).
+    authorizations: HashMap<Arc<str>, Arc<Resource>>,
+    policy_status: BTreeMap<ObjectRef, PolicyStatus>,
+    /// Namespace → sent selector policies and the labels they attach by.
+    selector_policies: HashMap<String, BTreeMap<Key, crate::model::Labels>>,
+    /// Names of the Authorizations derived from PeerAuthentications.
+    peer_authentication_outputs: BTreeSet<Key>,
+
     loading: bool,
     dirty: Dirty,
     changes: Changes,
@@ -207,6 +223,7 @@ impl Index {
             index.insert(obj);
         }
         index.loading = false;
+        index.recompute_peer_authentications();
         index.dirty = Dirty {
             all: true,
             ..Default::default()
@@ -227,6 +244,20 @@ impl Index {
 
     pub fn address(&self, name: &str) -> Option<&Arc<Resource>> {
         self.addresses.get(name)
+    }
+
+    /// Every `istio.security.Authorization` resource, by xDS name.
+    pub fn authorizations(&self) -> &HashMap<Arc<str>, Arc<Resource>> {
+        &self.authorizations
+    }
+
+    pub fn authorization(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.authorizations.get(name)
+    }
+
+    /// What was concluded about each AuthorizationPolicy (conversion outcome and who enforces it).
+    pub fn policy_status(&self) -> &BTreeMap<ObjectRef, PolicyStatus> {
+        &self.policy_status
     }
 
     /// Waypoint binding conditions (`istio.io/WaypointBound`) by object; pods have refusals only.
@@ -284,14 +315,23 @@ impl Index {
     pub fn reset(&mut self, objects: impl IntoIterator<Item = Object>) -> Changes {
         let fresh = Index::build(self.settings.clone(), objects);
         let mut changes = Changes::default();
-        for (name, res) in &fresh.addresses {
-            if self.addresses.get(name) != Some(res) {
-                changes.addresses.changed.insert(name.clone());
+        for (old, new, out) in [
+            (&self.addresses, &fresh.addresses, &mut changes.addresses),
+            (
+                &self.authorizations,
+                &fresh.authorizations,
+                &mut changes.authorizations,
+            ),
+        ] {
+            for (name, res) in new {
+                if old.get(name) != Some(res) {
+                    out.changed.insert(name.clone());
+                }
             }
-        }
-        for name in self.addresses.keys() {
-            if !fresh.addresses.contains_key(name) {
-                changes.addresses.removed.insert(name.clone());
+            for name in old.keys() {
+                if !new.contains_key(name) {
+                    out.removed.insert(name.clone());
+                }
             }
         }
         *self = fresh;
@@ -326,14 +366,8 @@ impl Index {
             Object::HttpRoute(r) => {
                 self.routes.insert(key(&r.meta.namespace, &r.meta.name), *r);
             }
-            Object::AuthorizationPolicy(p) => {
-                self.authorization_policies
-                    .insert(key(&p.meta.namespace, &p.meta.name), *p);
-            }
-            Object::PeerAuthentication(p) => {
-                self.peer_authentications
-                    .insert(key(&p.meta.namespace, &p.meta.name), *p);
-            }
+            Object::AuthorizationPolicy(p) => self.insert_authorization_policy(*p),
+            Object::PeerAuthentication(p) => self.insert_peer_authentication(*p),
         }
     }
 
@@ -385,12 +419,8 @@ impl Index {
             Kind::HttpRoute => {
                 self.routes.remove(&k);
             }
-            Kind::AuthorizationPolicy => {
-                self.authorization_policies.remove(&k);
-            }
-            Kind::PeerAuthentication => {
-                self.peer_authentications.remove(&k);
-            }
+            Kind::AuthorizationPolicy => self.remove_authorization_policy(&k),
+            Kind::PeerAuthentication => self.remove_peer_authentication(&k),
         }
     }
 
@@ -907,6 +937,7 @@ impl Index {
             services: self.services_for_pod(pk, pod),
             binding,
             application_tunnel,
+            authorization_policies: self.workload_policies(pod),
         };
         let workload = workloads::build_pod_workload(ctx, pod);
         self.set_address(&uid, workload.map(address::Type::Workload));

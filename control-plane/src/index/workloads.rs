@@ -176,6 +176,8 @@ pub struct PodContext<'a> {
     pub services: Vec<&'a Service>,
     pub binding: Binding,
     pub application_tunnel: Option<wl::ApplicationTunnel>,
+    /// Selector AuthorizationPolicies and PeerAuthentication keys, in istiod's order.
+    pub authorization_policies: Vec<String>,
 }
 
 /// Builds the Workload for a pod; `None` when istiod would skip the pod.
@@ -217,7 +219,7 @@ pub fn build_pod_workload(ctx: PodContext<'_>, pod: &Pod) -> Option<wl::Workload
         native_tunnel,
         application_tunnel: ctx.application_tunnel,
         services,
-        authorization_policies: Vec::new(),
+        authorization_policies: ctx.authorization_policies,
         status: if pod.ready && !pod.meta.deleting {
             WorkloadStatus::Healthy as i32
         } else {

@@ -8,13 +8,29 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelError;
 use super::core::Meta;
+use super::labels::Labels;
 
 /// `spec.selector` of Istio security policies: labels only.
+///
+/// istiod tells apart `selector: {}` (no label selector: attaches to nothing) from
+/// `selector: {matchLabels: {}}` (an empty label selector: selects everything), so both levels are optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadSelector {
     #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
+    pub match_labels: Option<BTreeMap<String, String>>,
+}
+
+impl WorkloadSelector {
+    /// The match labels, empty when absent.
+    pub fn labels(&self) -> Labels {
+        self.match_labels.iter().flatten().collect()
+    }
+
+    /// True when there are no match labels at all.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.as_ref().is_none_or(|m| m.is_empty())
+    }
 }
 
 /// A `targetRef`/`targetRefs` entry.
@@ -124,6 +140,28 @@ pub enum Action {
     Custom,
 }
 
+impl Action {
+    /// Parses the wire value; an unknown value is returned as the error so it can be reported.
+    pub fn parse(value: Option<&str>) -> Result<Action, String> {
+        match value {
+            None | Some("") | Some("ALLOW") => Ok(Action::Allow),
+            Some("DENY") => Ok(Action::Deny),
+            Some("AUDIT") => Ok(Action::Audit),
+            Some("CUSTOM") => Ok(Action::Custom),
+            Some(other) => Err(other.to_string()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "ALLOW",
+            Action::Deny => "DENY",
+            Action::Audit => "AUDIT",
+            Action::Custom => "CUSTOM",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizationPolicySpec {
@@ -133,8 +171,10 @@ pub struct AuthorizationPolicySpec {
     pub target_ref: Option<PolicyTargetReference>,
     #[serde(default)]
     pub target_refs: Vec<PolicyTargetReference>,
+    /// Kept as written so that an unknown action is reported on the policy rather than failing the
+    /// document; see [`Action::parse`].
     #[serde(default)]
-    pub action: Action,
+    pub action: Option<String>,
     /// `rules` absent and `rules: []` mean the same: no rule.
     #[serde(default)]
     pub rules: Vec<Rule>,
@@ -194,8 +234,7 @@ struct Wire<S> {
 fn decode<S: serde::de::DeserializeOwned + Default>(
     value: serde_json::Value,
 ) -> Result<(Meta, S), ModelError> {
-    let wire: Wire<S> =
-        serde_json::from_value(value).map_err(|e| ModelError::Decode(e.to_string()))?;
+    let wire: Wire<S> = super::typed(value)?;
     Ok((
         Meta::from_k8s(wire.metadata, false)?,
         wire.spec.unwrap_or_default(),

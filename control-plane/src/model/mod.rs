@@ -190,8 +190,19 @@ pub enum Object {
     PeerAuthentication(Box<PeerAuthentication>),
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ModelError> {
-    serde_json::from_value(value).map_err(|e| ModelError::Decode(e.to_string()))
+/// Decodes a typed object, naming the field that failed (`spec.ports[0].port: invalid type: ...`).
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, ModelError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ModelError::Decode(inner.to_string())
+        } else {
+            ModelError::Decode(format!("{path}: {inner}"))
+        }
+    })
 }
 
 impl Object {

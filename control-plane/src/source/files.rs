@@ -798,7 +798,7 @@ mod tests {
         let diagnostics = source.diagnostics();
         assert_eq!(diagnostics.len(), 1);
         let expected = format!(
-            "{}:7: Pod/shop/broken: invalid type: integer `5`, expected PodSpec",
+            "{}:7: Pod/shop/broken: spec: invalid type: integer `5`, expected PodSpec",
             dir.path().join("app.yaml").display()
         );
         assert_eq!(diagnostics[0].to_string(), expected);
