@@ -352,7 +352,8 @@ impl RuleContext<'_> {
         values
             .iter()
             .filter_map(|v| match v.parse::<u32>() {
-                Ok(p) if p <= 65535 => Some(p),
+                // Go's `strconv.ParseUint` takes digits only; Rust's parser also takes a leading `+`.
+                Ok(p) if p <= 65535 && v.bytes().all(|b| b.is_ascii_digit()) => Some(p),
                 _ => {
                     self.warnings.push(format!(
                         "{}.{field}: {v:?} is not a port number; ztunnel never sees it",
@@ -387,8 +388,12 @@ fn parse_ip_or_cidr(value: &str) -> Option<Address> {
     let (ip, length) = match value.split_once('/') {
         Some((ip, bits)) => {
             let ip: IpAddr = ip.parse().ok()?;
-            // Go's netip accepts only plain decimal prefix lengths.
-            if bits.is_empty() || !bits.bytes().all(|b| b.is_ascii_digit()) || bits.len() > 3 {
+            // Go's netip accepts only plain decimal prefix lengths, without leading zeros.
+            if bits.is_empty()
+                || !bits.bytes().all(|b| b.is_ascii_digit())
+                || bits.len() > 3
+                || (bits.len() > 1 && bits.starts_with('0'))
+            {
                 return None;
             }
             let bits: u32 = bits.parse().ok()?;

@@ -6,6 +6,15 @@
 //! no namespace policy, converts to nothing while the workload still lists its key; ztunnel then skips the
 //! unknown policy and the port is not strict. ambientd converts that STRICT port as written, so the key the
 //! workload lists always exists and the port is enforced.
+//!
+//! A second difference of the same kind: under a STRICT mesh policy and an UNSET namespace policy, an UNSET
+//! workload policy with a PERMISSIVE port. istiod's port check reads the UNSET namespace policy as not strict
+//! and converts nothing, while its key computation lets the namespace inherit STRICT and lists the converted
+//! policy instead of the static one; ztunnel skips the unknown name and the workload loses mTLS enforcement
+//! altogether. ambientd lets the namespace inherit in both places, so the listed policy exists and holds the
+//! exemption merged with strictness. (A DISABLE port there is converted the same way; as in istiod without a
+//! namespace policy, the workload's keys ignore DISABLE ports in this position, so that policy is sent but
+//! not listed and the static strict policy applies.)
 
 use ambient_proto::security::{self as sec, Clause, Match, StringMatch, string_match};
 
@@ -109,12 +118,9 @@ pub fn convert(
                 if matches!(own, MtlsMode::Permissive | MtlsMode::Disable) {
                     continue;
                 }
-                let parent_not_strict = match (namespace_policy, mesh_policy) {
-                    (Some(ns), _) => !is_strict(Some(ns)),
-                    (None, Some(mesh)) => !is_strict(Some(mesh)),
-                    (None, None) => true,
-                };
-                if own == MtlsMode::Unset && parent_not_strict {
+                // An UNSET namespace policy inherits the mesh mode here too, as in `workload_keys` (istiod
+                // reads it as not strict; see the module doc).
+                if own == MtlsMode::Unset && !inherited_strict {
                     continue;
                 }
                 found_non_strict_port = true;
