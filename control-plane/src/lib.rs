@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod dump;
+pub mod explain;
 pub mod index;
 pub mod model;
 pub mod source;

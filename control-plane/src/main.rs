@@ -49,6 +49,18 @@ enum Command {
         #[command(flatten)]
         mesh: MeshArgs,
     },
+    /// Explain, policy by policy and route by route, what ztunnel and waypoints do with a folder of YAML.
+    Explain {
+        /// Folder (read recursively) or single file of Kubernetes YAML.
+        #[arg(long)]
+        config_dir: PathBuf,
+        /// Explain only the AuthorizationPolicy or HTTPRoute of this name (without it: all of them, after a
+        /// summary). A name that matches nothing is an error that lists what exists.
+        #[arg(value_name = "NAMESPACE/NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        mesh: MeshArgs,
+    },
     /// Load a folder of Kubernetes YAML, then follow its changes and print the resources each one touches.
     Watch {
         /// Folder (read recursively) or single file of Kubernetes YAML.
@@ -82,8 +94,38 @@ fn main() -> Result<()> {
             strict,
             mesh,
         } => dump(config_dir, output, strict, mesh),
+        Command::Explain {
+            config_dir,
+            name,
+            mesh,
+        } => explain(config_dir, name, mesh),
         Command::Watch { config_dir, mesh } => watch(config_dir, mesh),
     }
+}
+
+fn explain(config_dir: PathBuf, name: Option<String>, mesh: MeshArgs) -> Result<()> {
+    let (source, objects) = FileSource::open(&config_dir)?;
+    let index = Index::build(mesh.settings(), objects);
+    for d in source.diagnostics() {
+        eprintln!("warning: {d}");
+    }
+    if let Some(name) = &name
+        && !ambient_control_plane::explain::matches(&index, name)
+    {
+        let known = ambient_control_plane::explain::subjects(&index);
+        let list = if known.is_empty() {
+            " none".to_string()
+        } else {
+            known.iter().map(|s| format!("\n  {s}")).collect()
+        };
+        bail!(
+            "no AuthorizationPolicy or HTTPRoute named {name} in {}; it has:{list}",
+            config_dir.display()
+        );
+    }
+    let report = ambient_control_plane::explain::explain(&index, name.as_deref());
+    std::io::stdout().write_all(report.as_bytes())?;
+    Ok(())
 }
 
 fn dump(config_dir: PathBuf, output: Option<PathBuf>, strict: bool, mesh: MeshArgs) -> Result<()> {

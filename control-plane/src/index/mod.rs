@@ -10,6 +10,7 @@ pub mod peer_authentication;
 mod policies;
 pub mod resource;
 pub mod services;
+pub mod views;
 pub mod waypoints;
 pub mod workloads;
 
