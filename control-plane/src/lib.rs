@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod dump;
 pub mod explain;
+pub mod generate;
 pub mod index;
 pub mod model;
 pub mod source;

@@ -669,7 +669,8 @@ items:
         let p = &parsed.problems[0];
         assert_eq!((p.line, p.object.as_str()), (1, "Pod/x/bad"));
         assert!(
-            p.message.starts_with("items[1]: spec: invalid type: integer `5`"),
+            p.message
+                .starts_with("items[1]: spec: invalid type: integer `5`"),
             "{}",
             p.message
         );
