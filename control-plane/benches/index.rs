@@ -524,12 +524,9 @@ fn string_alloc(t: &mut Tally, s: &String) {
 }
 
 fn labels_alloc(t: &mut Tally, labels: &Labels) {
-    // A sorted `Vec<(Box<str>, Box<str>)>` with exact capacity.
-    t.alloc(labels.len() * 2 * size_of::<Box<str>>());
-    for (k, v) in labels.iter() {
-        t.alloc(k.len());
-        t.alloc(v.len());
-    }
+    // One string with every key and value, and two `u32` end offsets per label.
+    t.alloc(labels.iter().map(|(k, v)| k.len() + v.len()).sum());
+    t.alloc(labels.len() * 2 * size_of::<u32>());
 }
 
 fn pod_heap(t: &mut Tally, pod: &Pod) {
@@ -574,7 +571,6 @@ fn service_heap(t: &mut Tally, svc: &Service) {
 
 fn resource_alloc(t: &mut Tally, name: &Arc<str>, res: &Resource) {
     t.alloc(2 * size_of::<usize>() + name.len()); // Arc<str>: two counters and the text
-    t.alloc(2 * size_of::<usize>() + size_of::<Resource>()); // Arc<Resource>
     t.alloc(res.body.len());
 }
 
@@ -597,7 +593,7 @@ impl Estimate {
             match obj {
                 Object::Pod(p) => {
                     pod_count += 1;
-                    pod_struct.inline(size_of::<Pod>());
+                    pod_struct.alloc(size_of::<Pod>()); // Box<Pod>
                     pod_heap(&mut pod_own, &p);
                     labels_alloc(&mut labels, &p.meta.labels);
                     labels_alloc(&mut labels, &p.meta.annotations);
@@ -613,13 +609,11 @@ impl Estimate {
             }
         });
 
-        // `pods: HashMap<Arc<str>, Pod>`: the slots hold the Pod itself; count the empty ones here.
+        // `pods: HashMap<Arc<str>, Box<Pod>>`: key and box pointer per slot, empty slots included.
         let mut pods_map = Tally::default();
-        let slot = size_of::<Arc<str>>() + size_of::<Pod>();
+        let slot = size_of::<Arc<str>>() + size_of::<Box<Pod>>();
         let buckets = buckets_for(pod_count);
         pods_map.alloc(buckets * slot + buckets + 16);
-        pods_map.requested -= pod_count * size_of::<Pod>();
-        pods_map.chunks -= pod_count * size_of::<Pod>();
 
         // `pods_by_namespace` and `pods_by_node`: HashSet<Arc<str>> each.
         let mut reverse = Tally::default();
@@ -645,10 +639,10 @@ impl Estimate {
         let cap = index.addresses().capacity();
         let buckets = if cap < 7 { cap + 1 } else { cap / 7 * 8 };
         addresses_map
-            .alloc(buckets * (size_of::<Arc<str>>() + size_of::<Arc<Resource>>()) + buckets + 16);
+            .alloc(buckets * (size_of::<Arc<str>>() + size_of::<Resource>()) + buckets + 16);
 
         let parts = [
-            ("slim Pod struct (in the `pods` map slot)", pod_struct),
+            ("slim Pod struct (boxed)", pod_struct),
             ("Pod strings, IPs, ports, owner (heap)", pod_own),
             ("labels + kept annotations", labels),
             (
@@ -661,7 +655,7 @@ impl Estimate {
             ),
             ("reverse indices (pods_by_namespace, pods_by_node)", reverse),
             ("encoded Address body (pod workload)", body),
-            ("Arc<Resource> + xDS name Arc<str>", wrapper),
+            ("xDS name Arc<str>", wrapper),
             ("`addresses` map slots", addresses_map),
             ("Services + their resources (amortised)", others),
         ];

@@ -24,7 +24,7 @@ use ambient_control_plane::testing::*;
 // ---- harness ------------------------------------------------------------------------------------
 
 type Names = (Vec<String>, Vec<String>);
-type Snapshot = HashMap<Arc<str>, Arc<Resource>>;
+type Snapshot = HashMap<Arc<str>, Resource>;
 
 /// What one step reported: Address names and Authorization names, each `(changed, removed)`, sorted.
 #[derive(Debug, PartialEq, Eq)]

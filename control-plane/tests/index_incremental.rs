@@ -26,15 +26,12 @@ struct World {
 
 type Names = (Vec<String>, Vec<String>);
 
-fn snapshot(index: &Index) -> HashMap<Arc<str>, Arc<Resource>> {
+fn snapshot(index: &Index) -> HashMap<Arc<str>, Resource> {
     index.addresses().clone()
 }
 
 /// The names a correct implementation reports for a move from `before` to `after`.
-fn diff(
-    before: &HashMap<Arc<str>, Arc<Resource>>,
-    after: &HashMap<Arc<str>, Arc<Resource>>,
-) -> Names {
+fn diff(before: &HashMap<Arc<str>, Resource>, after: &HashMap<Arc<str>, Resource>) -> Names {
     let mut changed: Vec<String> = after
         .iter()
         .filter(|(name, res)| before.get(*name) != Some(*res))
@@ -87,12 +84,7 @@ impl World {
 
     /// Asserts that the reported changes are exactly the difference, and that the index equals a
     /// fresh build; returns the reported names.
-    fn check(
-        &self,
-        before: &HashMap<Arc<str>, Arc<Resource>>,
-        changes: &Changes,
-        step: &str,
-    ) -> Names {
+    fn check(&self, before: &HashMap<Arc<str>, Resource>, changes: &Changes, step: &str) -> Names {
         let reported = names(&changes.addresses);
         let after = snapshot(&self.index);
         assert_eq!(reported, diff(before, &after), "{step}: reported changes");

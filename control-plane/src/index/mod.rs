@@ -152,6 +152,14 @@ fn split(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("", key))
 }
 
+/// Label key → label value → Services whose selector starts with that pair.
+type SelectorIndex = HashMap<Box<str>, HashMap<Box<str>, BTreeSet<Key>>>;
+
+/// The pair a Service is indexed under: the first of its (sorted) selector labels.
+fn selector_anchor(svc: &Service) -> Option<(&str, &str)> {
+    svc.selector.as_ref()?.iter().next()
+}
+
 /// Objects whose resources must be recomputed before the operation returns.
 #[derive(Debug, Default)]
 struct Dirty {
@@ -170,11 +178,17 @@ pub struct Index {
 
     namespaces: HashMap<String, Namespace>,
     nodes: HashMap<String, Node>,
-    pods: HashMap<Key, Pod>,
+    /// Boxed: the map keeps spare slots, which stay small.
+    pods: HashMap<Key, Box<Pod>>,
     pods_by_namespace: HashMap<String, HashSet<Key>>,
     pods_by_node: HashMap<String, HashSet<Key>>,
     services: HashMap<Key, Service>,
     services_by_namespace: HashMap<String, BTreeSet<Key>>,
+    /// Namespace → the first `key=value` of a Service's selector → those Services: a pod finds the
+    /// Services that may select it with one lookup per label instead of scanning its namespace.
+    services_by_selector: HashMap<String, SelectorIndex>,
+    /// Pods that currently hold a (refusal) condition.
+    pods_with_conditions: HashSet<Key>,
     slices: HashMap<Key, EndpointSlice>,
     /// Pod key → slices whose endpoints reference it.
     slices_by_pod: HashMap<Key, BTreeSet<Key>>,
@@ -192,11 +206,11 @@ pub struct Index {
     /// Slice key → uids of the workloads it produced.
     slice_workloads: HashMap<Key, Vec<Arc<str>>>,
 
-    addresses: HashMap<Arc<str>, Arc<Resource>>,
+    addresses: HashMap<Arc<str>, Resource>,
     conditions: BTreeMap<ObjectRef, Condition>,
 
     /// `istio.security.Authorization` resources by name (`namespace/name`).
-    authorizations: HashMap<Arc<str>, Arc<Resource>>,
+    authorizations: HashMap<Arc<str>, Resource>,
     policy_status: BTreeMap<ObjectRef, PolicyStatus>,
     /// Namespace → sent selector policies and the labels they attach by.
     selector_policies: HashMap<String, BTreeMap<Key, crate::model::Labels>>,
@@ -223,13 +237,13 @@ impl Index {
         for obj in objects {
             index.insert(obj);
         }
-        index.loading = false;
         index.recompute_peer_authentications();
         index.dirty = Dirty {
             all: true,
             ..Default::default()
         };
         index.flush();
+        index.loading = false;
         index.changes = Changes::default();
         index
     }
@@ -239,20 +253,20 @@ impl Index {
     }
 
     /// Every `istio.workload.Address` resource, by xDS name.
-    pub fn addresses(&self) -> &HashMap<Arc<str>, Arc<Resource>> {
+    pub fn addresses(&self) -> &HashMap<Arc<str>, Resource> {
         &self.addresses
     }
 
-    pub fn address(&self, name: &str) -> Option<&Arc<Resource>> {
+    pub fn address(&self, name: &str) -> Option<&Resource> {
         self.addresses.get(name)
     }
 
     /// Every `istio.security.Authorization` resource, by xDS name.
-    pub fn authorizations(&self) -> &HashMap<Arc<str>, Arc<Resource>> {
+    pub fn authorizations(&self) -> &HashMap<Arc<str>, Resource> {
         &self.authorizations
     }
 
-    pub fn authorization(&self, name: &str) -> Option<&Arc<Resource>> {
+    pub fn authorization(&self, name: &str) -> Option<&Resource> {
         self.authorizations.get(name)
     }
 
@@ -351,7 +365,7 @@ impl Index {
                     self.mark_node(&name);
                 }
             }
-            Object::Pod(pod) => self.insert_pod(*pod),
+            Object::Pod(pod) => self.insert_pod(pod),
             Object::Service(svc) => self.insert_service(*svc),
             Object::EndpointSlice(slice) => self.insert_slice(*slice),
             Object::GatewayClass(class) => {
@@ -396,6 +410,7 @@ impl Index {
                     if let Some(set) = self.services_by_namespace.get_mut(&obj.namespace) {
                         set.remove(&k);
                     }
+                    self.unindex_selector(&k, &old);
                     self.track_waypoint_user(obj, Some(&old.meta.labels), None, &obj.namespace);
                     self.service_changed(&k, Some(&old), None);
                 }
@@ -532,7 +547,7 @@ impl Index {
         }
     }
 
-    fn insert_pod(&mut self, pod: Pod) {
+    fn insert_pod(&mut self, pod: Box<Pod>) {
         let k = key(&pod.meta.namespace, &pod.meta.name);
         let obj = ObjectRef::new(Kind::Pod, &pod.meta.namespace, &pod.meta.name);
         let old = self.pods.remove(&k);
@@ -587,6 +602,10 @@ impl Index {
             .entry(svc.meta.namespace.clone())
             .or_default()
             .insert(k.clone());
+        if let Some(old) = &old {
+            self.unindex_selector(&k, old);
+        }
+        self.index_selector(&k, &svc);
         self.track_waypoint_user(
             &obj,
             old.as_ref().map(|o| &o.meta.labels),
@@ -595,6 +614,42 @@ impl Index {
         );
         self.services.insert(k.clone(), svc.clone());
         self.service_changed(&k, old.as_ref(), Some(&svc));
+    }
+
+    fn index_selector(&mut self, k: &Key, svc: &Service) {
+        if let Some((lk, lv)) = selector_anchor(svc) {
+            self.services_by_selector
+                .entry(svc.meta.namespace.clone())
+                .or_default()
+                .entry(lk.into())
+                .or_default()
+                .entry(lv.into())
+                .or_default()
+                .insert(k.clone());
+        }
+    }
+
+    fn unindex_selector(&mut self, k: &Key, svc: &Service) {
+        let Some((lk, lv)) = selector_anchor(svc) else {
+            return;
+        };
+        let Some(by_key) = self.services_by_selector.get_mut(&svc.meta.namespace) else {
+            return;
+        };
+        if let Some(by_value) = by_key.get_mut(lk) {
+            if let Some(set) = by_value.get_mut(lv) {
+                set.remove(k);
+                if set.is_empty() {
+                    by_value.remove(lv);
+                }
+            }
+            if by_value.is_empty() {
+                by_key.remove(lk);
+            }
+        }
+        if by_key.is_empty() {
+            self.services_by_selector.remove(&svc.meta.namespace);
+        }
     }
 
     /// A Service changed: recompute it, the pods it gained or lost (or all its pods when what pods see of
@@ -705,7 +760,7 @@ impl Index {
         }
         let gateways: Vec<Key> = dirty.gateways.drain().collect();
         for gk in &gateways {
-            if self.recompute_waypoint(gk) {
+            if self.recompute_waypoint(gk) && !dirty.all {
                 self.waypoint_dependents(gk, &mut dirty);
             }
         }
@@ -796,11 +851,13 @@ impl Index {
                         r#type: Some(value),
                     },
                 );
-                if self.addresses.get(&name).is_some_and(|old| **old == res) {
+                if self.addresses.get(&name).is_some_and(|old| *old == res) {
                     return;
                 }
-                self.addresses.insert(name.clone(), Arc::new(res));
-                self.changes.addresses.mark_changed(&name);
+                self.addresses.insert(name.clone(), res);
+                if !self.loading {
+                    self.changes.addresses.mark_changed(&name);
+                }
             }
         }
     }
@@ -867,18 +924,23 @@ impl Index {
     /// EndpointSlice names this pod (kind, name and uid) in a `targetRef`.
     fn services_for_pod(&self, pk: &Key, pod: &Pod) -> Vec<&Service> {
         let mut out: BTreeMap<&str, &Service> = BTreeMap::new();
-        if let Some(keys) = self.services_by_namespace.get(&pod.meta.namespace) {
-            for sk in keys {
-                let Some(svc) = self.services.get(sk) else {
+        if let Some(by_key) = self.services_by_selector.get(&pod.meta.namespace) {
+            for (lk, lv) in pod.meta.labels.iter() {
+                let Some(keys) = by_key.get(lk).and_then(|by_value| by_value.get(lv)) else {
                     continue;
                 };
-                if svc
-                    .selector
-                    .as_ref()
-                    .is_some_and(|sel| pod.meta.labels.is_superset_of(sel))
-                    && services::usable(svc).is_ok()
-                {
-                    out.insert(sk, svc);
+                for sk in keys {
+                    let Some(svc) = self.services.get(sk) else {
+                        continue;
+                    };
+                    if svc
+                        .selector
+                        .as_ref()
+                        .is_some_and(|sel| pod.meta.labels.is_superset_of(sel))
+                        && services::usable(svc).is_ok()
+                    {
+                        out.insert(sk, svc);
+                    }
                 }
             }
         }
@@ -914,10 +976,9 @@ impl Index {
     fn recompute_pod(&mut self, pk: &Key) {
         let (namespace, name) = split(pk);
         let uid = workloads::pod_uid(&self.settings.cluster_id, namespace, name);
-        let obj = ObjectRef::new(Kind::Pod, namespace, name);
         let Some(pod) = self.pods.get(pk) else {
             self.set_address(&uid, None);
-            self.set_condition(obj, None);
+            self.set_pod_condition(pk, None);
             return;
         };
         let instance = waypoints::instance_of(&pod.meta.labels, namespace)
@@ -942,6 +1003,21 @@ impl Index {
         };
         let workload = workloads::build_pod_workload(ctx, pod);
         self.set_address(&uid, workload.map(address::Type::Workload));
+        self.set_pod_condition(pk, condition);
+    }
+
+    /// Pods rarely hold a condition: skip building the object reference when there is nothing to do.
+    fn set_pod_condition(&mut self, pk: &Key, condition: Option<Condition>) {
+        if condition.is_none() && !self.pods_with_conditions.contains(pk) {
+            return;
+        }
+        let (namespace, name) = split(pk);
+        let obj = ObjectRef::new(Kind::Pod, namespace, name);
+        if condition.is_some() {
+            self.pods_with_conditions.insert(pk.clone());
+        } else {
+            self.pods_with_conditions.remove(pk);
+        }
         self.set_condition(obj, condition);
     }
 

@@ -100,7 +100,7 @@ impl Index {
                 .get(ns)
                 .into_iter()
                 .flatten()
-                .filter(|pk| self.pods.get(*pk).is_some_and(matches))
+                .filter(|pk| self.pods.get(*pk).is_some_and(|p| matches(p)))
                 .cloned()
                 .collect()
         };
@@ -217,16 +217,21 @@ impl Index {
     /// namespace (sorted), then the PeerAuthentication keys.
     pub(super) fn workload_policies(&self, pod: &Pod) -> Vec<String> {
         let root = &self.settings.root_namespace;
-        let mut names: Vec<String> = [pod.meta.namespace.as_str(), root.as_str()]
-            .iter()
-            .collect::<BTreeSet<_>>()
+        let own = self.selector_policies.get(&pod.meta.namespace);
+        let mesh = (pod.meta.namespace != *root)
+            .then(|| self.selector_policies.get(root))
+            .flatten();
+        let mut names: Vec<String> = own
             .into_iter()
-            .filter_map(|ns| self.selector_policies.get(*ns))
+            .chain(mesh)
             .flatten()
             .filter(|(_, sel)| pod.meta.labels.is_superset_of(sel))
             .map(|(k, _)| k.to_string())
             .collect();
         names.sort();
+        if self.peer_authentications.is_empty() {
+            return names;
+        }
         let applicable: Vec<&PeerAuthentication> = self
             .peer_authentications
             .values()
@@ -261,12 +266,14 @@ impl Index {
                 if self
                     .authorizations
                     .get(&name)
-                    .is_some_and(|old| **old == res)
+                    .is_some_and(|old| *old == res)
                 {
                     return;
                 }
-                self.authorizations.insert(name.clone(), Arc::new(res));
-                self.changes.authorizations.mark_changed(&name);
+                self.authorizations.insert(name.clone(), res);
+                if !self.loading {
+                    self.changes.authorizations.mark_changed(&name);
+                }
             }
         }
     }

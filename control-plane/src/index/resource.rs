@@ -1,7 +1,8 @@
 //! One encoded xDS resource: its name, its content hash (the version) and its protobuf bytes.
 //!
-//! Resources are encoded once when the index computes them and shared (`Arc`) by every reader, so a push
-//! to many connections never re-encodes.
+//! Resources are encoded once when the index computes them; the body is reference-counted (`Bytes`) and
+//! the name shared (`Arc<str>`), so cloning a resource for a push to many connections never re-encodes or
+//! copies it.
 
 use std::sync::Arc;
 

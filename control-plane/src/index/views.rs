@@ -41,11 +41,11 @@ impl Index {
 
     /// Every Pod, sorted by `namespace/name`.
     pub fn pods(&self) -> Vec<&Pod> {
-        sorted(self.pods.iter().map(|(k, v)| (&**k, v)))
+        sorted(self.pods.iter().map(|(k, v)| (&**k, &**v)))
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {
-        self.pods.get(&*key(namespace, name))
+        self.pods.get(&*key(namespace, name)).map(|p| &**p)
     }
 
     /// Every Service, sorted by `namespace/name`.

@@ -152,7 +152,10 @@ impl Pod {
                 let port = u16::try_from(p.container_port).ok()?;
                 Some(NamedPort { name, port })
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // A filtered iterator over-allocates; a pod keeps this for its lifetime.
+        let mut named_ports = named_ports;
+        named_ports.shrink_to_fit();
 
         Ok(Pod {
             meta,

@@ -2,46 +2,72 @@
 
 use std::collections::BTreeMap;
 
-/// A set of labels (or annotations), stored as a sorted vector of boxed strings.
+/// A set of labels (or annotations), sorted by key, stored in two allocations: one string holding every
+/// key and value back to back, and the offsets where each ends.
 ///
-/// Much smaller than a `BTreeMap` for the handful of labels a pod carries; lookups are binary searches.
+/// A pod's handful of labels would otherwise cost a vector plus two small strings per label; lookups are
+/// binary searches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels(Vec<(Box<str>, Box<str>)>);
+pub struct Labels {
+    text: Box<str>,
+    /// `ends[2i]` is where key `i` ends, `ends[2i + 1]` where its value ends (byte offsets in `text`).
+    ends: Box<[u32]>,
+}
 
 impl Labels {
     pub fn new() -> Self {
-        Labels(Vec::new())
+        Labels::default()
+    }
+
+    fn pair(&self, i: usize) -> (&str, &str) {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends[2 * i - 1] as usize
+        };
+        let key_end = self.ends[2 * i] as usize;
+        let value_end = self.ends[2 * i + 1] as usize;
+        (&self.text[start..key_end], &self.text[key_end..value_end])
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.pair(mid).0.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        self.find(key).ok().map(|i| self.pair(i).1)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
+        self.find(key).is_ok()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len() / 2
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        (0..self.len()).map(|i| self.pair(i))
     }
 
-    /// Inserts or replaces one label.
+    /// Inserts or replaces one label (rebuilds the set: meant for builders, not hot paths).
     pub fn insert(&mut self, key: &str, value: &str) {
-        match self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
-            Ok(i) => self.0[i].1 = value.into(),
-            Err(i) => self.0.insert(i, (key.into(), value.into())),
-        }
+        let mut pairs: Vec<(&str, &str)> = self.iter().filter(|(k, _)| *k != key).collect();
+        pairs.push((key, value));
+        *self = pairs.into_iter().collect();
     }
 
     /// True when every pair of `selector` is present here: Kubernetes' `matchLabels` semantics.
@@ -51,24 +77,42 @@ impl Labels {
     }
 
     /// Keeps only the keys `keep` accepts (used to store just the annotations the index reads).
-    pub fn retain(mut self, keep: impl Fn(&str) -> bool) -> Self {
-        self.0.retain(|(k, _)| keep(k));
-        self.0.shrink_to_fit();
-        self
+    pub fn retain(self, keep: impl Fn(&str) -> bool) -> Self {
+        if self.iter().all(|(k, _)| keep(k)) {
+            return self;
+        }
+        self.iter().filter(|(k, _)| keep(k)).collect()
     }
 }
 
 impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Labels {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        let mut v: Vec<(Box<str>, Box<str>)> = iter
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().into(), v.as_ref().into()))
-            .collect();
-        v.sort();
-        v.dedup_by(|a, b| a.0 == b.0);
-        v.shrink_to_fit();
-        Labels(v)
+        let mut pairs: Vec<(K, V)> = iter.into_iter().collect();
+        // Sorted by key; for a repeated key the first one stays (stable sort, then dedup).
+        pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+        pairs.dedup_by(|a, b| a.0.as_ref() == b.0.as_ref());
+        let len: usize = pairs
+            .iter()
+            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
+            .sum();
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(pairs.len() * 2);
+        for (k, v) in &pairs {
+            text.push_str(k.as_ref());
+            ends.push(offset(text.len()));
+            text.push_str(v.as_ref());
+            ends.push(offset(text.len()));
+        }
+        Labels {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
     }
+}
+
+/// Label sets are far below 4 GiB (the API server caps an object at a few MiB).
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 impl From<BTreeMap<String, String>> for Labels {
