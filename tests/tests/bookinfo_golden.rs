@@ -11,10 +11,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[test]
-fn bookinfo_dump_matches_golden() {
+fn check_golden(example: &str, golden_name: &str) {
     let (source, objects) =
-        FileSource::open(root().join("deploy/examples/bookinfo")).expect("load bookinfo");
+        FileSource::open(root().join("deploy/examples").join(example)).expect("load example");
     let settings = Settings {
         enrollment: Enrollment::Labels,
         ..Settings::default()
@@ -22,7 +21,7 @@ fn bookinfo_dump_matches_golden() {
     let index = Index::build(settings, objects);
     let doc = ambient_control_plane::dump::dump(&index, &source.diagnostics()).expect("dump");
     let got = serde_json::to_string_pretty(&doc).expect("json") + "\n";
-    let golden = root().join("tests/golden/bookinfo-dump.json");
+    let golden = root().join("tests/golden").join(golden_name);
     if std::env::var_os("AMBIENTD_BLESS").is_some() {
         std::fs::write(&golden, &got).expect("write golden");
     }
@@ -32,6 +31,18 @@ fn bookinfo_dump_matches_golden() {
         "dump differs from {}; rerun with AMBIENTD_BLESS=1 and review the diff",
         golden.display()
     );
+}
+
+#[test]
+fn bookinfo_dump_matches_golden() {
+    check_golden("bookinfo", "bookinfo-dump.json");
+}
+
+/// The white paper's cluster before its last step: the sidecar-era policies with HTTP methods are still
+/// there, so ztunnel receives them with no rules (denying all traffic to details and ratings).
+#[test]
+fn bookinfo_migration_dump_matches_golden() {
+    check_golden("bookinfo-migration", "bookinfo-migration-dump.json");
 }
 
 #[test]
