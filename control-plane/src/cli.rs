@@ -1,8 +1,13 @@
 //! Command-line flags shared by ambientd's commands, with istiod's defaults.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::{Args, ValueEnum};
 
 use crate::index::{Enrollment, Settings};
+use crate::serve::{AuthMethod, ServeConfig};
 
 /// How pods are judged enrolled in ambient mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -53,6 +58,170 @@ impl MeshArgs {
                 EnrollmentArg::Labels => Enrollment::Labels,
             },
             revision: self.revision.clone(),
+        }
+    }
+}
+
+/// Where the CA keeps its state and where its signing key comes from.
+#[derive(Debug, Clone, Args)]
+pub struct CaArgs {
+    /// Folder for the self-signed root (created on first start, kept across restarts) and the root bundle
+    /// that ztunnels trust (`root-cert.pem`).
+    #[arg(long, value_name = "DIR", default_value = "./.ambientd")]
+    pub state_dir: PathBuf,
+    /// Plug-in CA folder in istiod's `cacerts` layout (`ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`,
+    /// `root-cert.pem`), used instead of the self-signed root.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+}
+
+/// Flags of `ambientd serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Folder (read recursively) or single file of Kubernetes YAML; followed for changes while serving.
+    #[arg(long, value_name = "PATH")]
+    pub config_dir: PathBuf,
+    /// Address of the TLS gRPC listener (CA; xDS later). Port 0 picks a free port; the bound address is
+    /// printed at start.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15012")]
+    pub grpc_addr: SocketAddr,
+    /// DNS names of the serving certificate, besides `istiod.<system-namespace>.svc[.<domain-suffix>]`.
+    /// Repeat the flag for several names.
+    #[arg(long = "serving-dns", value_name = "NAME", default_value = "localhost")]
+    pub serving_dns: Vec<String>,
+    /// IP addresses of the serving certificate; the listener's own address is added when it is specific.
+    /// Repeat the flag for several addresses.
+    #[arg(long = "serving-ip", value_name = "IP", default_value = "127.0.0.1")]
+    pub serving_ip: Vec<IpAddr>,
+    /// How CSR callers are authenticated: `tokens=FILE` (bearer tokens mapped to service accounts, YAML
+    /// or JSON), `cert` (a client certificate from this CA), `none` (trust every caller; loopback only).
+    /// Repeat the flag for several; they are tried in order.
+    #[arg(
+        long = "auth",
+        value_name = "tokens=FILE|cert|none",
+        default_value = "cert"
+    )]
+    pub auth: Vec<AuthMethod>,
+    /// Service accounts (`namespace/name`, comma-separated) allowed to ask for the identity of a pod on
+    /// their own node (ztunnel's impersonation).
+    #[arg(
+        long,
+        value_name = "NS/SA,...",
+        value_delimiter = ',',
+        value_parser = parse_account,
+        default_value = "istio-system/ztunnel"
+    )]
+    pub trusted_node_accounts: Vec<(String, String)>,
+    /// Longest workload certificate lifetime; longer requests are shortened to it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    pub max_workload_cert_ttl: Duration,
+    /// Lifetime of the serving certificate (it is renewed before it expires).
+    #[arg(long, hide = true, value_parser = parse_duration, default_value = "24h")]
+    pub serving_cert_ttl: Duration,
+    /// How often the serving certificate is checked for renewal.
+    #[arg(long, hide = true, value_parser = parse_duration, default_value = "1m")]
+    pub serving_renew_interval: Duration,
+    #[command(flatten)]
+    pub ca: CaArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig {
+            config_dir: self.config_dir.clone(),
+            settings: self.mesh.settings(),
+            grpc_addr: self.grpc_addr,
+            state_dir: self.ca.state_dir.clone(),
+            ca_dir: self.ca.ca_dir.clone(),
+            serving_dns: self.serving_dns.clone(),
+            serving_ips: self.serving_ip.clone(),
+            auth: self.auth.clone(),
+            trusted_node_accounts: self.trusted_node_accounts.clone(),
+            max_workload_cert_ttl: self.max_workload_cert_ttl,
+            serving_cert_ttl: self.serving_cert_ttl,
+            serving_renew_interval: self.serving_renew_interval,
+        }
+    }
+}
+
+/// Parses `namespace/service-account`.
+pub fn parse_account(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once('/') {
+        Some((ns, sa)) if !ns.is_empty() && !sa.is_empty() && !sa.contains('/') => {
+            Ok((ns.to_string(), sa.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?} is not namespace/service-account (for example istio-system/ztunnel)"
+        )),
+    }
+}
+
+/// Parses a duration written as whole numbers with units, e.g. `24h`, `90s`, `1h30m`, `500ms`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 24h or 1h30m"
+        )
+    };
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86400),
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let part = u32::try_from(n)
+            .ok()
+            .and_then(|n| unit.checked_mul(n))
+            .ok_or_else(bad)?;
+        total = total.checked_add(part).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
+        for bad in ["", "h", "10", "10x", "1.5h", "-1s", "99999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn accounts() {
+        assert_eq!(
+            parse_account("istio-system/ztunnel"),
+            Ok(("istio-system".into(), "ztunnel".into()))
+        );
+        for bad in ["ztunnel", "/ztunnel", "istio-system/", "a/b/c"] {
+            assert!(parse_account(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! Data flows one way: a source (files or Kubernetes) turns objects into [`model::Object`]s, the pure
 //! [`index`] turns them into `istio.workload.Address` and `istio.security.Authorization` resources and
-//! reports which names changed, and the edges (dump, xDS) read the index.
+//! reports which names changed, and the edges (dump, `serve`, xDS) read the index.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod ca_cli;
 pub mod cli;
 pub mod dump;
 pub mod explain;
 pub mod generate;
 pub mod index;
 pub mod model;
+pub mod serve;
 pub mod source;
 pub mod testing;

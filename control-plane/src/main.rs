@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use ambient_control_plane::cli::MeshArgs;
+use ambient_control_plane::cli::{CaArgs, MeshArgs, ServeArgs, parse_duration};
 use ambient_control_plane::index::{Changes, Index};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::files::{self, FileSource};
@@ -69,6 +69,44 @@ enum Command {
         #[command(flatten)]
         mesh: MeshArgs,
     },
+    /// Serve ztunnels: the CA on a TLS gRPC port (istiod's 15012), following a folder of Kubernetes YAML.
+    Serve(Box<ServeArgs>),
+    /// The certificate authority from the command line: print the root, issue or inspect certificates.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Print the root bundle (PEM) that ztunnels trust.
+    Root {
+        /// Trust domain of a self-signed root created by this command (when none exists yet).
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        #[command(flatten)]
+        ca: CaArgs,
+    },
+    /// Issue a workload certificate and key into a folder (cert-chain.pem, key.pem, root-cert.pem).
+    Issue {
+        /// The identity, e.g. spiffe://cluster.local/ns/default/sa/default.
+        #[arg(long, value_name = "SPIFFE_ID")]
+        spiffe: ambient_ca::Identity,
+        /// Certificate lifetime.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+        ttl: std::time::Duration,
+        /// Folder to write the files to (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        ca: CaArgs,
+    },
+    /// Describe the certificates (or CSRs) of a PEM file: SANs, issuer, validity.
+    Inspect {
+        /// PEM file.
+        file: PathBuf,
+    },
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -100,7 +138,68 @@ fn main() -> Result<()> {
             mesh,
         } => explain(config_dir, name, mesh),
         Command::Watch { config_dir, mesh } => watch(config_dir, mesh),
+        Command::Serve(args) => serve(*args),
+        Command::Ca { command } => ca(command),
     }
+}
+
+#[tokio::main]
+async fn serve(args: ServeArgs) -> Result<()> {
+    // Listen for the signals before the server starts, so that a signal sent as soon as the banner is
+    // out stops it cleanly instead of killing the process.
+    let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
+    ambient_control_plane::serve::run(args.config(), shutdown).await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+fn ca(command: CaCommand) -> Result<()> {
+    use ambient_control_plane::ca_cli;
+    let mut out = std::io::stdout();
+    match command {
+        CaCommand::Root { trust_domain, ca } => {
+            out.write_all(ca_cli::root(&ca, &trust_domain)?.as_bytes())?;
+        }
+        CaCommand::Issue {
+            spiffe,
+            ttl,
+            out: dir,
+            ca,
+        } => {
+            let issued = ca_cli::issue(&ca, &spiffe, ttl, &dir)?;
+            writeln!(out, "issued {spiffe}")?;
+            writeln!(out, "  cert-chain: {}", issued.cert_chain.display())?;
+            writeln!(out, "  key:        {}", issued.key.display())?;
+            writeln!(out, "  root:       {}", issued.root.display())?;
+            out.write_all(ca_cli::inspect(&issued.cert_chain)?.as_bytes())?;
+        }
+        CaCommand::Inspect { file } => {
+            out.write_all(ca_cli::inspect(&file)?.as_bytes())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn explain(config_dir: PathBuf, name: Option<String>, mesh: MeshArgs) -> Result<()> {

@@ -127,6 +127,23 @@ impl Index {
         })
     }
 
+    /// Whether some pod of service account `service_account` in `namespace` is scheduled on `node`
+    /// (its `spec.nodeName`): the check istiod's node authorizer makes before a ztunnel on `node` may
+    /// obtain a certificate for that identity. Unlike the report views above, this one is on the CSR path:
+    /// it looks the node up and scans only that node's pods. An empty node or account matches nothing.
+    pub fn pod_on_node(&self, node: &str, namespace: &str, service_account: &str) -> bool {
+        if node.is_empty() || service_account.is_empty() {
+            return false;
+        }
+        self.pods_by_node.get(node).is_some_and(|keys| {
+            keys.iter().any(|k| {
+                self.pods.get(k).is_some_and(|pod| {
+                    pod.meta.namespace == namespace && pod.service_account == service_account
+                })
+            })
+        })
+    }
+
     /// The pods matching `f` that have a Workload resource, sorted by pod.
     fn workloads_where(&self, f: impl Fn(&Pod) -> bool) -> Vec<WorkloadRef> {
         let mut out: Vec<WorkloadRef> = self

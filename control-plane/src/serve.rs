@@ -1,0 +1,738 @@
+//! `ambientd serve`: the long-running server. It owns the TLS gRPC listener (istiod's port 15012), the
+//! certificate authority behind it, the serving certificate and its renewal, and the index that the file
+//! source keeps up to date.
+//!
+//! Wiring, in start order ([`Server::bind`]):
+//! 1. the file source is opened and its objects build the [`Index`], shared as `Arc<RwLock<Index>>`;
+//!    a watcher applies later changes (the write lock is held only to apply a batch);
+//! 2. the CA is loaded (plug-in `cacerts` folder, or the self-signed root in the state folder, created
+//!    on first start) and the root bundle is written where ztunnels can read it;
+//! 3. the serving certificate is issued by the same CA for `istiod.<ns>.svc[.<suffix>]` plus the
+//!    configured names and IPs, and renewed by a timer: new handshakes get the new certificate, open
+//!    connections keep theirs;
+//! 4. the listener is bound. Each accepted connection completes its TLS handshake on its own task
+//!    (a slow client holds up nobody; [`ambient_ca::tls_incoming`]) and is then handed to tonic, which
+//!    serves HTTP/2 gRPC on it.
+//!
+//! The gRPC services today: `istio.v1.auth.IstioCertificateService` (the CA). Callers are authenticated
+//! by the configured methods in order; the CA's node check (may a ztunnel obtain this identity?) asks
+//! the index whether a pod of that service account runs on the caller's node.
+//!
+//! Peer certificates reach the CA's client-certificate authenticator through tonic's connection info:
+//! connections are `tokio_rustls::server::TlsStream<TcpStream>`, for which tonic puts a
+//! `TlsConnectInfo` (with the verified client chain) into every request's extensions, where
+//! `Request::peer_certs` finds it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use ambient_ca::{
+    Authenticator, CaError, CaService, CaServiceConfig, CertificateAuthority,
+    ClientCertAuthenticator, NodeLookup, ServingTls, TokenFileAuthenticator, TrustAllAuthenticator,
+    tls_incoming,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::index::{Changes, Index, Settings};
+use crate::source::Event;
+use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
+
+/// After a shutdown signal, how long open calls may take to finish before the server exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// One way of authenticating a CSR caller (`--auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `tokens=FILE`: bearer tokens mapped to service accounts (and their node and pod).
+    Tokens(PathBuf),
+    /// `cert`: a client certificate issued by this CA (its SPIFFE URI SAN).
+    Cert,
+    /// `none`: every caller is whoever its CSR says. Refused unless the listener binds loopback.
+    None,
+}
+
+impl FromStr for AuthMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cert" => Ok(AuthMethod::Cert),
+            "none" => Ok(AuthMethod::None),
+            _ => match s.strip_prefix("tokens=") {
+                Some(path) if !path.is_empty() => Ok(AuthMethod::Tokens(PathBuf::from(path))),
+                _ => Err(format!(
+                    "{s:?} is not an authentication method: use tokens=FILE, cert or none"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthMethod::Tokens(path) => write!(f, "tokens={}", path.display()),
+            AuthMethod::Cert => f.write_str("cert"),
+            AuthMethod::None => f.write_str("none"),
+        }
+    }
+}
+
+/// Everything `ambientd serve` needs to start; [`crate::cli::ServeArgs::config`] fills it from flags.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Folder or file of Kubernetes YAML (followed for changes).
+    pub config_dir: PathBuf,
+    pub settings: Settings,
+    /// TLS gRPC listener; port 0 picks a free port ([`Server::grpc_addr`] tells which).
+    pub grpc_addr: SocketAddr,
+    /// Where the self-signed root lives and the root bundle is written.
+    pub state_dir: PathBuf,
+    /// Plug-in CA folder (istiod's `cacerts` layout), instead of the self-signed root.
+    pub ca_dir: Option<PathBuf>,
+    /// Extra DNS SANs of the serving certificate.
+    pub serving_dns: Vec<String>,
+    /// IP SANs of the serving certificate.
+    pub serving_ips: Vec<IpAddr>,
+    /// Authentication methods, tried in order.
+    pub auth: Vec<AuthMethod>,
+    /// `(namespace, service account)` pairs allowed to impersonate pods on their node.
+    pub trusted_node_accounts: Vec<(String, String)>,
+    pub max_workload_cert_ttl: Duration,
+    pub serving_cert_ttl: Duration,
+    /// How often the serving certificate is checked for renewal.
+    pub serving_renew_interval: Duration,
+}
+
+impl ServeConfig {
+    /// The file-mode defaults: `127.0.0.1:15012`, SANs `localhost` and `127.0.0.1`, client-certificate
+    /// authentication, `istio-system/ztunnel` as the node account, 24 h certificates.
+    pub fn new(config_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        ServeConfig {
+            config_dir: config_dir.into(),
+            settings: Settings::default(),
+            grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15012),
+            state_dir: state_dir.into(),
+            ca_dir: None,
+            serving_dns: vec!["localhost".to_string()],
+            serving_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            auth: vec![AuthMethod::Cert],
+            trusted_node_accounts: vec![("istio-system".to_string(), "ztunnel".to_string())],
+            max_workload_cert_ttl: Duration::from_secs(24 * 3600),
+            serving_cert_ttl: Duration::from_secs(24 * 3600),
+            serving_renew_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// Every DNS SAN of the serving certificate: istiod's Service names, then the configured ones.
+    pub fn serving_dns_names(&self) -> Vec<String> {
+        let ns = &self.settings.system_namespace;
+        let mut names = vec![
+            format!("istiod.{ns}.svc"),
+            format!("istiod.{ns}.svc.{}", self.settings.domain_suffix),
+        ];
+        for name in &self.serving_dns {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    /// Every IP SAN of the serving certificate: the configured ones, plus the listener's address when it
+    /// is a specific one (so a client dialling the printed address can verify the server).
+    pub fn serving_ip_addrs(&self) -> Vec<IpAddr> {
+        let mut ips = self.serving_ips.clone();
+        let own = self.grpc_addr.ip();
+        if !own.is_unspecified() && !ips.contains(&own) {
+            ips.push(own);
+        }
+        ips
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Source(#[from] FileSourceError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(
+        "cannot listen on {addr}: the address is already in use; stop whatever listens there (another \
+         ambientd, an istiod port-forward) or choose a free address with --grpc-addr (port 0 picks one)"
+    )]
+    AddrInUse { addr: SocketAddr },
+    #[error(
+        "cannot listen on {addr}: {source}; choose an address this host has (for example 127.0.0.1:15012) \
+         with --grpc-addr"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--auth: at least one authentication method is needed (tokens=FILE, cert or none)")]
+    NoAuth,
+    #[error("the gRPC server on {addr} failed: {source}")]
+    Transport {
+        addr: SocketAddr,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// The CA's view of the index: which service accounts have pods on which node.
+#[derive(Debug, Clone)]
+pub struct IndexNodeLookup(pub Arc<RwLock<Index>>);
+
+impl NodeLookup for IndexNodeLookup {
+    fn pod_on_node(&self, node: &str, namespace: &str, service_account: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pod_on_node(node, namespace, service_account)
+    }
+}
+
+/// A started server: the CA is loaded, the listener is bound, the index follows the config folder.
+/// [`Server::run`] serves until the shutdown future completes.
+pub struct Server {
+    config: ServeConfig,
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    ca: Arc<CertificateAuthority>,
+    root_bundle: PathBuf,
+    serving: Arc<ServingTls>,
+    ca_service: CaService,
+    index: Arc<RwLock<Index>>,
+    watch: WatchHandle,
+    events: mpsc::Receiver<Vec<Event>>,
+    example_token: Option<TokenExample>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("root_bundle", &self.root_bundle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Loads the config folder and the CA, issues the serving certificate and binds the listener.
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        if config.auth.is_empty() {
+            return Err(ServeError::NoAuth);
+        }
+        if config.auth.contains(&AuthMethod::None) {
+            // Every listener: only the gRPC one today.
+            TrustAllAuthenticator::ensure_loopback(&[config.grpc_addr])?;
+        }
+
+        let (source, objects) = FileSource::open(&config.config_dir)?;
+        let index = Arc::new(RwLock::new(Index::build(config.settings.clone(), objects)));
+        let (tx, events) = mpsc::channel(16);
+        let watch = files::watch(source, tx)?;
+
+        let ca = match &config.ca_dir {
+            Some(dir) => CertificateAuthority::from_cacerts_dir(dir)?
+                .with_trust_domain(&config.settings.trust_domain)?,
+            None => CertificateAuthority::load_or_create_self_signed(
+                &config.state_dir,
+                &config.settings.trust_domain,
+            )?,
+        };
+        if ca.trust_domain() != config.settings.trust_domain {
+            warn!(
+                ca = ca.trust_domain(),
+                flag = %config.settings.trust_domain,
+                "the CA's trust domain differs from --trust-domain; workload certificates use the CA's"
+            );
+        }
+        let ca = Arc::new(ca);
+        let root_bundle = ca.write_root_bundle(&config.state_dir)?;
+        let root_bundle = std::path::absolute(&root_bundle).unwrap_or(root_bundle);
+
+        let serving = Arc::new(ServingTls::new(
+            Arc::clone(&ca),
+            config.serving_dns_names(),
+            config.serving_ip_addrs(),
+            config.serving_cert_ttl,
+        )?);
+
+        let mut authenticators: Vec<Box<dyn Authenticator>> = Vec::new();
+        let mut example_token = None;
+        for method in &config.auth {
+            match method {
+                AuthMethod::Tokens(path) => {
+                    authenticators.push(Box::new(TokenFileAuthenticator::from_file(
+                        path,
+                        ca.trust_domain(),
+                    )?));
+                    if example_token.is_none() {
+                        example_token = TokenExample::pick(path, &config.trusted_node_accounts);
+                    }
+                }
+                AuthMethod::Cert => {
+                    authenticators.push(Box::new(ClientCertAuthenticator::new(ca.trust_domain())))
+                }
+                AuthMethod::None => authenticators.push(Box::new(TrustAllAuthenticator)),
+            }
+        }
+        let ca_service = CaService::new(
+            Arc::clone(&ca),
+            authenticators,
+            Arc::new(IndexNodeLookup(Arc::clone(&index))),
+            CaServiceConfig {
+                trusted_node_accounts: config.trusted_node_accounts.clone(),
+                max_workload_ttl: config.max_workload_cert_ttl,
+            },
+        );
+
+        let listener = match TcpListener::bind(config.grpc_addr).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(ServeError::AddrInUse {
+                    addr: config.grpc_addr,
+                });
+            }
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    addr: config.grpc_addr,
+                    source,
+                });
+            }
+        };
+        let grpc_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+        info!(%grpc_addr, root_bundle = %root_bundle.display(), "listening");
+
+        Ok(Server {
+            config,
+            listener,
+            grpc_addr,
+            ca,
+            root_bundle,
+            serving,
+            ca_service,
+            index,
+            watch,
+            events,
+            example_token,
+        })
+    }
+
+    /// The address the TLS gRPC listener is bound to (the real port when 0 was asked for).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The root bundle file (PEM) that clients must trust.
+    pub fn root_bundle_path(&self) -> &Path {
+        &self.root_bundle
+    }
+
+    pub fn root_bundle_pem(&self) -> &str {
+        self.ca.root_bundle_pem()
+    }
+
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        Arc::clone(&self.ca)
+    }
+
+    /// The serving certificate holder (renewed by [`Server::run`]'s timer).
+    pub fn serving(&self) -> Arc<ServingTls> {
+        Arc::clone(&self.serving)
+    }
+
+    /// The index the server reads; the config folder's watcher keeps it current while running.
+    pub fn index(&self) -> Arc<RwLock<Index>> {
+        Arc::clone(&self.index)
+    }
+
+    /// What `ambientd serve` prints at start: addresses, the root bundle, and the environment that points
+    /// a ztunnel at this server.
+    pub fn banner(&self) -> String {
+        let cfg = &self.config;
+        let mut out = String::new();
+        let _ = writeln!(out, "ambientd serve: certificate authority ready");
+        let _ = writeln!(
+            out,
+            "  grpc:          {} (TLS 1.3, HTTP/2; istio.v1.auth.IstioCertificateService; xDS not served yet)",
+            self.grpc_addr
+        );
+        let _ = writeln!(out, "  root bundle:   {}", self.root_bundle.display());
+        let ca = match &cfg.ca_dir {
+            Some(dir) => format!("plug-in CA from {}", dir.display()),
+            None => format!("self-signed root in {}", cfg.state_dir.display()),
+        };
+        let _ = writeln!(
+            out,
+            "  CA:            {ca}, trust domain {}",
+            self.ca.trust_domain()
+        );
+        let ips: Vec<String> = cfg
+            .serving_ip_addrs()
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  serving cert:  DNS {}; IP {}; valid until {}, renewed before expiry",
+            cfg.serving_dns_names().join(", "),
+            if ips.is_empty() {
+                "none".to_string()
+            } else {
+                ips.join(", ")
+            },
+            format_time(self.serving.current_not_after())
+        );
+        let auth: Vec<String> = cfg.auth.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "  auth:          {}", auth.join(", "));
+        let accounts: Vec<String> = cfg
+            .trusted_node_accounts
+            .iter()
+            .map(|(ns, sa)| format!("{ns}/{sa}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  node accounts: {}",
+            if accounts.is_empty() {
+                "none (no impersonation)".to_string()
+            } else {
+                accounts.join(", ")
+            }
+        );
+        {
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            let _ = writeln!(
+                out,
+                "  config:        {} (addresses: {}, authorizations: {}; followed for changes)",
+                cfg.config_dir.display(),
+                index.addresses().len(),
+                index.authorizations().len()
+            );
+        }
+        if cfg.auth.contains(&AuthMethod::None) {
+            let _ = writeln!(
+                out,
+                "  warning:       --auth none: any local process can get a certificate for any identity"
+            );
+        }
+
+        let url = format!("https://{}", self.ztunnel_authority());
+        let root = self.root_bundle.display();
+        let workload = match &self.example_token {
+            Some(t) => t.workload_info.clone(),
+            None => self.example_workload(),
+        };
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Point a ztunnel at it (dedicated mode; run from an empty directory):"
+        );
+        if self.example_token.is_none() && !cfg.auth.contains(&AuthMethod::None) {
+            let _ = writeln!(
+                out,
+                "(it needs a way to authenticate: start with --auth tokens=FILE holding a token for \
+                 {workload}, and this command gets its AUTH_TOKEN)"
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "  env -u KUBERNETES_SERVICE_HOST \\");
+        let _ = writeln!(out, "    PROXY_MODE=dedicated \\");
+        let _ = writeln!(out, "    PROXY_WORKLOAD_INFO={workload} \\");
+        let _ = writeln!(out, "    XDS_ADDRESS={url} \\");
+        let _ = writeln!(out, "    CA_ADDRESS={url} \\");
+        let _ = writeln!(out, "    XDS_ROOT_CA={root} \\");
+        let _ = writeln!(out, "    CA_ROOT_CA={root} \\");
+        if let Some(t) = &self.example_token {
+            let _ = writeln!(out, "    AUTH_TOKEN={} \\", t.token);
+        }
+        let _ = writeln!(out, "    CLUSTER_ID={} \\", cfg.settings.cluster_id);
+        let _ = writeln!(out, "    IPV6_ENABLED=false \\");
+        let _ = writeln!(out, "    ztunnel proxy");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "(xDS is not served yet: such a ztunnel gets its certificate but does not become ready.)"
+        );
+        out
+    }
+
+    /// `host:port` a local ztunnel dials: the listener's IP, or loopback for a wildcard listener.
+    fn ztunnel_authority(&self) -> String {
+        let port = self.grpc_addr.port();
+        let ip = match self.grpc_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, port).to_string()
+    }
+
+    /// `namespace/name/service-account` of a pod from the config, for the printed example.
+    fn example_workload(&self) -> String {
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index
+            .pods()
+            .into_iter()
+            .find(|p| {
+                !p.service_account.is_empty()
+                    && p.meta.namespace != self.config.settings.system_namespace
+                    && !p.host_network
+            })
+            .map(|p| format!("{}/{}/{}", p.meta.namespace, p.meta.name, p.service_account))
+            .unwrap_or_else(|| "default/local/default".to_string())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets open calls finish (for at most a
+    /// few seconds) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let span = info_span!("serve", grpc = %self.grpc_addr);
+        self.run_inner(shutdown).instrument(span).await
+    }
+
+    async fn run_inner(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            config,
+            listener,
+            grpc_addr,
+            serving,
+            ca_service,
+            index,
+            watch,
+            events,
+            ..
+        } = self;
+
+        let index_task = tokio::spawn(follow_source(events, Arc::clone(&index)).in_current_span());
+        let renew_task = tokio::spawn(
+            renew_serving(Arc::clone(&serving), config.serving_renew_interval).in_current_span(),
+        );
+
+        // tonic drops the incoming stream when told to stop, which ends the accept loop and closes the
+        // listening socket; the serving configuration is shared, so renewals apply to new handshakes.
+        let incoming = tls_incoming(listener, serving.server_config());
+        let (stop_tx, mut stopped) = watch::channel(false);
+        let grpc = tonic::transport::Server::builder()
+            .add_service(ca_service.into_server())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+        tokio::pin!(grpc);
+        tokio::pin!(shutdown);
+
+        let result = tokio::select! {
+            res = &mut grpc => res,
+            () = &mut shutdown => {
+                info!("shutting down: no new connections; open calls may finish");
+                let _ = stop_tx.send(true);
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut grpc).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the grace period; exiting anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        renew_task.abort();
+        index_task.abort();
+        drop(watch);
+        result.map_err(|source| ServeError::Transport {
+            addr: grpc_addr,
+            source,
+        })
+    }
+}
+
+/// Starts the server for `config`, prints its banner on standard output, and serves until `shutdown`.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    use std::io::Write as _;
+    let server = Server::bind(config).await?;
+    let banner = server.banner();
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(banner.as_bytes());
+    let _ = stdout.flush();
+    server.run(shutdown).await
+}
+
+/// Applies the file source's events to the shared index (the write lock is held per batch only).
+async fn follow_source(mut events: mpsc::Receiver<Vec<Event>>, index: Arc<RwLock<Index>>) {
+    while let Some(batch) = events.recv().await {
+        let mut changes = Changes::default();
+        {
+            let mut index = index.write().unwrap_or_else(PoisonError::into_inner);
+            for event in batch {
+                changes.merge(match event {
+                    Event::Apply(obj) => index.apply(obj),
+                    Event::Delete(obj) => index.delete(&obj),
+                    Event::Reset(objs) => index.reset(objs),
+                });
+            }
+        }
+        debug!(
+            addresses = changes.addresses.changed.len() + changes.addresses.removed.len(),
+            authorizations =
+                changes.authorizations.changed.len() + changes.authorizations.removed.len(),
+            "config changed"
+        );
+    }
+}
+
+/// Renews the serving certificate when it is due, checking every `every`.
+async fn renew_serving(serving: Arc<ServingTls>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match serving.renew_if_due() {
+            Ok(true) => info!(
+                not_after = %format_time(serving.current_not_after()),
+                "renewed the serving certificate"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                warn!("could not renew the serving certificate (keeping the current one): {e}")
+            }
+        }
+    }
+}
+
+/// The token the banner shows, with the workload it belongs to.
+#[derive(Debug, Clone)]
+struct TokenExample {
+    token: String,
+    /// `namespace/pod/service-account` for `PROXY_WORKLOAD_INFO`.
+    workload_info: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenEntry {
+    namespace: String,
+    service_account: String,
+    #[serde(default)]
+    pod_name: Option<String>,
+}
+
+impl TokenExample {
+    /// A token of the file for a workload (not a node account, which would need impersonation), or any
+    /// token when there is no other. `None` when the file cannot be read (the authenticator reports why).
+    fn pick(path: &Path, node_accounts: &[(String, String)]) -> Option<TokenExample> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let entries: BTreeMap<String, TokenEntry> = serde_norway::from_str(&text).ok()?;
+        let is_node = |e: &TokenEntry| {
+            node_accounts
+                .iter()
+                .any(|(ns, sa)| *ns == e.namespace && *sa == e.service_account)
+        };
+        let (token, entry) = entries
+            .iter()
+            .find(|(_, e)| !is_node(e))
+            .or_else(|| entries.iter().next())?;
+        let pod = entry.pod_name.as_deref().unwrap_or(&entry.service_account);
+        Some(TokenExample {
+            token: token.clone(),
+            workload_info: format!("{}/{pod}/{}", entry.namespace, entry.service_account),
+        })
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub fn format_time(t: SystemTime) -> String {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_methods_parse() {
+        assert_eq!("cert".parse(), Ok(AuthMethod::Cert));
+        assert_eq!("none".parse(), Ok(AuthMethod::None));
+        assert_eq!(
+            "tokens=/etc/tokens.yaml".parse(),
+            Ok(AuthMethod::Tokens(PathBuf::from("/etc/tokens.yaml")))
+        );
+        assert!("tokens=".parse::<AuthMethod>().is_err());
+        assert!("jwt".parse::<AuthMethod>().is_err());
+    }
+
+    #[test]
+    fn times_format_as_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(format_time(t), "2023-11-14T22:13:20Z");
+        assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(format_time(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn serving_names_include_istiod_and_the_listener() {
+        let mut cfg = ServeConfig::new("x", "y");
+        cfg.grpc_addr = "10.1.2.3:15012".parse().unwrap();
+        assert_eq!(
+            cfg.serving_dns_names(),
+            [
+                "istiod.istio-system.svc",
+                "istiod.istio-system.svc.cluster.local",
+                "localhost"
+            ]
+        );
+        assert_eq!(
+            cfg.serving_ip_addrs(),
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "10.1.2.3".parse().unwrap()
+            ]
+        );
+        cfg.grpc_addr = "0.0.0.0:15012".parse().unwrap();
+        assert_eq!(cfg.serving_ip_addrs().len(), 1);
+    }
+}
