@@ -909,3 +909,24 @@ pub fn workload_policies(index: &Index, uid: &str) -> Vec<String> {
         .map(|w| w.authorization_policies)
         .unwrap_or_default()
 }
+
+/// The names a correct index reports when its resources move from `before` to `after`: `(changed, removed)`,
+/// each sorted.
+pub fn expected_changes(
+    before: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
+    after: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
+) -> (Vec<String>, Vec<String>) {
+    let mut changed: Vec<String> = after
+        .iter()
+        .filter(|(name, res)| before.get(*name) != Some(*res))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let mut removed: Vec<String> = before
+        .keys()
+        .filter(|name| !after.contains_key(*name))
+        .map(|name| name.to_string())
+        .collect();
+    changed.sort();
+    removed.sort();
+    (changed, removed)
+}

@@ -33,23 +33,6 @@ struct Step {
     authorizations: Names,
 }
 
-/// The names a correct implementation reports for a move from `before` to `after`.
-fn diff(before: &Snapshot, after: &Snapshot) -> Names {
-    let mut changed: Vec<String> = after
-        .iter()
-        .filter(|(name, res)| before.get(*name) != Some(*res))
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let mut removed: Vec<String> = before
-        .keys()
-        .filter(|name| !after.contains_key(*name))
-        .map(|name| name.to_string())
-        .collect();
-    changed.sort();
-    removed.sort();
-    (changed, removed)
-}
-
 /// An index together with the objects it was given, checked after every operation.
 struct World {
     settings: Settings,
@@ -105,8 +88,8 @@ impl World {
             authorizations: names(&changes.authorizations),
         };
         let expected = Step {
-            addresses: diff(&before.0, self.index.addresses()),
-            authorizations: diff(&before.1, self.index.authorizations()),
+            addresses: expected_changes(&before.0, self.index.addresses()),
+            authorizations: expected_changes(&before.1, self.index.authorizations()),
         };
         assert_eq!(reported, expected, "{step}: reported changes");
         assert_same(&self.index, &self.fresh(), step);
@@ -1273,8 +1256,8 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
             assert_eq!(
                 (names(&changes.addresses), names(&changes.authorizations)),
                 (
-                    diff(&before.0, shadow.addresses()),
-                    diff(&before.1, shadow.authorizations())
+                    expected_changes(&before.0, shadow.addresses()),
+                    expected_changes(&before.1, shadow.authorizations())
                 ),
                 "seed {seed} step {step}: reset changes"
             );

@@ -30,23 +30,6 @@ fn snapshot(index: &Index) -> HashMap<Arc<str>, Resource> {
     index.addresses().clone()
 }
 
-/// The names a correct implementation reports for a move from `before` to `after`.
-fn diff(before: &HashMap<Arc<str>, Resource>, after: &HashMap<Arc<str>, Resource>) -> Names {
-    let mut changed: Vec<String> = after
-        .iter()
-        .filter(|(name, res)| before.get(*name) != Some(*res))
-        .map(|(name, _)| name.to_string())
-        .collect();
-    let mut removed: Vec<String> = before
-        .keys()
-        .filter(|name| !after.contains_key(*name))
-        .map(|name| name.to_string())
-        .collect();
-    changed.sort();
-    removed.sort();
-    (changed, removed)
-}
-
 impl World {
     fn new(settings: Settings, objects: Vec<Object>) -> World {
         let objects: BTreeMap<ObjectRef, Object> =
@@ -87,7 +70,11 @@ impl World {
     fn check(&self, before: &HashMap<Arc<str>, Resource>, changes: &Changes, step: &str) -> Names {
         let reported = names(&changes.addresses);
         let after = snapshot(&self.index);
-        assert_eq!(reported, diff(before, &after), "{step}: reported changes");
+        assert_eq!(
+            reported,
+            expected_changes(before, &after),
+            "{step}: reported changes"
+        );
         let fresh = Index::build(self.settings.clone(), self.objects.values().cloned());
         assert_eq!(
             decoded_addresses(&self.index),
@@ -1048,7 +1035,7 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
             let changes = shadow.reset(world.objects.values().cloned());
             assert_eq!(
                 names(&changes.addresses),
-                diff(&before, &snapshot(&shadow)),
+                expected_changes(&before, &snapshot(&shadow)),
                 "seed {seed} step {step}: reset changes"
             );
             assert_eq!(
