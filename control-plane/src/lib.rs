@@ -15,3 +15,4 @@ pub mod model;
 pub mod serve;
 pub mod source;
 pub mod testing;
+pub mod xds;

@@ -1,0 +1,461 @@
+//! Delta ADS (`ambient_control_plane::xds`) over a real tonic server on 127.0.0.1, with a tonic client
+//! that behaves like ztunnel: one initial request per type with the node (contract §3.2), then exactly one
+//! ACK or NACK per response (§3.3).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ambient_control_plane::index::Index;
+use ambient_control_plane::model::{Kind, Object, ObjectRef};
+use ambient_control_plane::testing::*;
+use ambient_control_plane::xds::{Notifier, XdsServer};
+use ambient_proto::security::Authorization;
+use ambient_proto::workload::{Address, address};
+use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+
+const WAIT: Duration = Duration::from_secs(5);
+const NODE_ID: &str = "ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
+
+// ---- harness ------------------------------------------------------------------------------------
+
+/// A server over an index, listening on 127.0.0.1.
+struct Harness {
+    index: Arc<RwLock<Index>>,
+    notifier: Notifier,
+    addr: SocketAddr,
+}
+
+impl Harness {
+    async fn start(objects: Vec<Object>) -> Harness {
+        let mut all = vec![test_system_namespace()];
+        all.extend(objects);
+        let index = Arc::new(RwLock::new(Index::build(test_settings(), all)));
+        let (server, notifier) = XdsServer::new(index.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(server.into_service())
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        Harness {
+            index,
+            notifier,
+            addr,
+        }
+    }
+
+    /// Applies `obj` to the index and notifies the server, as the event loop of `serve` will.
+    fn apply(&self, obj: Object) {
+        let changes = self.index.write().unwrap().apply(obj);
+        self.notifier.notify(&changes);
+    }
+
+    fn delete(&self, obj: &ObjectRef) {
+        let changes = self.index.write().unwrap().delete(obj);
+        self.notifier.notify(&changes);
+    }
+
+    async fn client(&self) -> AggregatedDiscoveryServiceClient<Channel> {
+        AggregatedDiscoveryServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// Opens a delta stream without sending anything.
+    async fn open(&self) -> Ztunnel {
+        let (tx, rx) = mpsc::channel(16);
+        let responses = self
+            .client()
+            .await
+            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        Ztunnel { tx, responses }
+    }
+
+    /// Opens a stream and subscribes to both types as ztunnel does, with the versions it holds.
+    async fn connect(&self, versions: &[(&str, &str)]) -> Ztunnel {
+        let zt = self.open().await;
+        let versions: HashMap<String, String> = versions
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        zt.subscribe(ADDRESS_TYPE_URL, versions).await;
+        zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+        zt
+    }
+}
+
+/// The client side of one stream.
+struct Ztunnel {
+    tx: mpsc::Sender<DeltaDiscoveryRequest>,
+    responses: Streaming<DeltaDiscoveryResponse>,
+}
+
+impl Ztunnel {
+    async fn send(&self, request: DeltaDiscoveryRequest) {
+        self.tx.send(request).await.unwrap();
+    }
+
+    async fn subscribe(&self, type_url: &str, versions: HashMap<String, String>) {
+        self.send(DeltaDiscoveryRequest {
+            node: Some(Node {
+                id: NODE_ID.to_string(),
+                ..Default::default()
+            }),
+            type_url: type_url.to_string(),
+            initial_resource_versions: versions,
+            ..Default::default()
+        })
+        .await;
+    }
+
+    async fn recv(&mut self) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(WAIT, self.responses.message())
+            .await
+            .expect("no response in time")
+            .expect("stream failed")
+            .expect("stream ended")
+    }
+
+    /// The next response, ACKed.
+    async fn recv_ack(&mut self) -> DeltaDiscoveryResponse {
+        let response = self.recv().await;
+        self.ack(&response).await;
+        response
+    }
+
+    /// The answers to both initial requests, by type URL, ACKed.
+    async fn initial(&mut self) -> BTreeMap<String, DeltaDiscoveryResponse> {
+        let mut got = BTreeMap::new();
+        for _ in 0..2 {
+            let response = self.recv_ack().await;
+            got.insert(response.type_url.clone(), response);
+        }
+        assert_eq!(
+            got.keys().map(String::as_str).collect::<Vec<_>>(),
+            [AUTHORIZATION_TYPE_URL, ADDRESS_TYPE_URL]
+        );
+        got
+    }
+
+    async fn ack(&self, response: &DeltaDiscoveryResponse) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    async fn nack(&self, response: &DeltaDiscoveryResponse, message: &str) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: response.type_url.clone(),
+            response_nonce: response.nonce.clone(),
+            error_detail: Some(RpcStatus {
+                code: 0,
+                message: message.to_string(),
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        })
+        .await;
+    }
+}
+
+fn uid(ns: &str, name: &str) -> String {
+    format!("cluster0//Pod/{ns}/{name}")
+}
+
+fn app_pod(name: &str, ip: &str) -> Object {
+    pod("ns", name).ip(ip).ready().label("app", "a").build()
+}
+
+fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    let mut names: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
+    names.sort();
+    names
+}
+
+fn removed(response: &DeltaDiscoveryResponse) -> Vec<&str> {
+    let mut names: Vec<&str> = response
+        .removed_resources
+        .iter()
+        .map(String::as_str)
+        .collect();
+    names.sort();
+    names
+}
+
+fn version_of(h: &Harness, name: &str) -> String {
+    h.index
+        .read()
+        .unwrap()
+        .address(name)
+        .unwrap()
+        .version_string()
+}
+
+// ---- tests --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn initial_responses_for_both_types_even_when_empty() {
+    let h = Harness::start(vec![]).await;
+    let mut zt = h.connect(&[]).await;
+    let got = zt.initial().await;
+    for response in got.values() {
+        assert!(response.resources.is_empty(), "{response:?}");
+        assert!(response.removed_resources.is_empty(), "{response:?}");
+        assert!(!response.nonce.is_empty());
+    }
+    assert_ne!(
+        got[ADDRESS_TYPE_URL].nonce,
+        got[AUTHORIZATION_TYPE_URL].nonce
+    );
+}
+
+#[tokio::test]
+async fn initial_resources_decode_as_addresses() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), app_pod("p2", "10.0.0.2")]).await;
+    let mut zt = h.connect(&[]).await;
+    let got = zt.initial().await;
+    let response = &got[ADDRESS_TYPE_URL];
+    assert_eq!(names(response), [uid("ns", "p1"), uid("ns", "p2")]);
+    for resource in &response.resources {
+        assert_eq!(resource.version, version_of(&h, &resource.name));
+        let any = resource.resource.as_ref().unwrap();
+        assert_eq!(any.type_url, ADDRESS_TYPE_URL);
+        let address = Address::decode(any.value.as_slice()).unwrap();
+        match address.r#type {
+            Some(address::Type::Workload(w)) => assert_eq!(w.uid, resource.name),
+            other => panic!("not a workload: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn index_change_pushes_exactly_that_name() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1")]).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+
+    h.apply(app_pod("p2", "10.0.0.2"));
+    let push = zt.recv_ack().await;
+    assert_eq!(push.type_url, ADDRESS_TYPE_URL);
+    assert_eq!(names(&push), [uid("ns", "p2")]);
+    assert!(push.removed_resources.is_empty());
+
+    // A changed pod is sent again, alone, with its new version.
+    h.apply(
+        pod("ns", "p1")
+            .ip("10.0.0.1")
+            .ready()
+            .label("app", "b")
+            .build(),
+    );
+    let push = zt.recv_ack().await;
+    assert_eq!(names(&push), [uid("ns", "p1")]);
+    assert_eq!(push.resources[0].version, version_of(&h, &uid("ns", "p1")));
+}
+
+#[tokio::test]
+async fn delete_sends_removed_resources() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), app_pod("p2", "10.0.0.2")]).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+
+    h.delete(&ObjectRef::new(Kind::Pod, "ns", "p1"));
+    let push = zt.recv_ack().await;
+    assert_eq!(push.type_url, ADDRESS_TYPE_URL);
+    assert!(push.resources.is_empty(), "{push:?}");
+    assert_eq!(removed(&push), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn reconnect_skips_equal_versions_and_removes_vanished_names() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), app_pod("p2", "10.0.0.2")]).await;
+    let p1 = uid("ns", "p1");
+    let p2 = uid("ns", "p2");
+    let v1 = version_of(&h, &p1);
+    let v2 = version_of(&h, &p2);
+
+    // While ztunnel is away: p2 goes, p3 comes.
+    h.delete(&ObjectRef::new(Kind::Pod, "ns", "p2"));
+    h.apply(app_pod("p3", "10.0.0.3"));
+
+    let mut zt = h
+        .connect(&[
+            (p1.as_str(), v1.as_str()),
+            (p2.as_str(), v2.as_str()),
+            ("ns/gone.ns.svc.domain.suffix", "0000000000000001"),
+        ])
+        .await;
+    let got = zt.initial().await;
+    let response = &got[ADDRESS_TYPE_URL];
+    assert_eq!(names(response), [uid("ns", "p3")]);
+    assert_eq!(
+        removed(response),
+        [p2.as_str(), "ns/gone.ns.svc.domain.suffix"]
+    );
+
+    // A stale version is replaced.
+    let mut zt = h.connect(&[(p1.as_str(), "0123456789abcdef")]).await;
+    let got = zt.initial().await;
+    assert_eq!(
+        names(&got[ADDRESS_TYPE_URL]),
+        [p1.as_str(), &uid("ns", "p3")]
+    );
+    assert!(got[ADDRESS_TYPE_URL].removed_resources.is_empty());
+}
+
+#[tokio::test]
+async fn nack_is_not_followed_by_a_resend() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1")]).await;
+    let mut zt = h.connect(&[]).await;
+    let mut first = Vec::new();
+    for _ in 0..2 {
+        let response = zt.recv().await;
+        if response.type_url == ADDRESS_TYPE_URL {
+            zt.nack(&response, &format!("{}: rejected", uid("ns", "p1")))
+                .await;
+        } else {
+            zt.ack(&response).await;
+        }
+        first.push(response);
+    }
+    assert!(first.iter().any(|r| names(r) == [uid("ns", "p1")]));
+
+    // The next Address response carries only the new pod, not the NACKed content again.
+    h.apply(app_pod("p2", "10.0.0.2"));
+    let push = zt.recv_ack().await;
+    assert_eq!(push.type_url, ADDRESS_TYPE_URL);
+    assert_eq!(names(&push), [uid("ns", "p2")]);
+    assert_eq!(h.notifier.nack_count(), 1);
+}
+
+#[tokio::test]
+async fn changes_while_unacknowledged_coalesce() {
+    let h = Harness::start(vec![]).await;
+    let mut zt = h.connect(&[]).await;
+    // Read both initial responses but hold back the Address ACK.
+    let mut address = None;
+    for _ in 0..2 {
+        let response = zt.recv().await;
+        if response.type_url == ADDRESS_TYPE_URL {
+            address = Some(response);
+        } else {
+            zt.ack(&response).await;
+        }
+    }
+    h.apply(app_pod("p1", "10.0.0.1"));
+    h.apply(app_pod("p2", "10.0.0.2"));
+    h.apply(app_pod("p3", "10.0.0.3"));
+    h.delete(&ObjectRef::new(Kind::Pod, "ns", "p3"));
+    zt.ack(&address.unwrap()).await;
+
+    let push = zt.recv_ack().await;
+    assert_eq!(names(&push), [uid("ns", "p1"), uid("ns", "p2")]);
+    // p3 came and went before anything was sent: nothing to remove.
+    assert!(push.removed_resources.is_empty(), "{push:?}");
+}
+
+#[tokio::test]
+async fn authorization_policies_are_pushed_and_removed() {
+    let h = Harness::start(vec![]).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+
+    h.apply(authorization_policy("ns1", "allow").build());
+    let push = zt.recv_ack().await;
+    assert_eq!(push.type_url, AUTHORIZATION_TYPE_URL);
+    assert_eq!(names(&push), ["ns1/allow"]);
+    let resource = &push.resources[0];
+    let any = resource.resource.as_ref().unwrap();
+    assert_eq!(any.type_url, AUTHORIZATION_TYPE_URL);
+    let authorization = Authorization::decode(any.value.as_slice()).unwrap();
+    assert_eq!(
+        (
+            authorization.namespace.as_str(),
+            authorization.name.as_str()
+        ),
+        ("ns1", "allow")
+    );
+    assert_eq!(
+        resource.version,
+        h.index
+            .read()
+            .unwrap()
+            .authorization("ns1/allow")
+            .unwrap()
+            .version_string()
+    );
+
+    h.delete(&ObjectRef::new(Kind::AuthorizationPolicy, "ns1", "allow"));
+    let push = zt.recv_ack().await;
+    assert_eq!(push.type_url, AUTHORIZATION_TYPE_URL);
+    assert!(push.resources.is_empty(), "{push:?}");
+    assert_eq!(removed(&push), ["ns1/allow"]);
+}
+
+#[tokio::test]
+async fn unknown_type_gets_an_empty_response() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1")]).await;
+    let mut zt = h.open().await;
+    let unknown = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+    zt.subscribe(unknown, HashMap::new()).await;
+    let response = zt.recv_ack().await;
+    assert_eq!(response.type_url, unknown);
+    assert!(response.resources.is_empty());
+    assert!(response.removed_resources.is_empty());
+    assert!(!response.nonce.is_empty());
+
+    // The stream still serves the real types afterwards.
+    zt.subscribe(ADDRESS_TYPE_URL, HashMap::new()).await;
+    let response = zt.recv_ack().await;
+    assert_eq!(response.type_url, ADDRESS_TYPE_URL);
+    assert_eq!(names(&response), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn state_of_the_world_is_unimplemented() {
+    let h = Harness::start(vec![]).await;
+    let (tx, rx) = mpsc::channel::<DiscoveryRequest>(1);
+    let result = h
+        .client()
+        .await
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await;
+    drop(tx);
+    let status = result.expect_err("SotW must be refused");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(status.message().contains("delta"), "{status:?}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_with_unavailable() {
+    let h = Harness::start(vec![]).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+    h.notifier.shutdown();
+    let status = tokio::time::timeout(WAIT, zt.responses.message())
+        .await
+        .expect("stream did not end in time")
+        .expect_err("stream must end with an error");
+    assert_eq!(status.code(), Code::Unavailable);
+}
