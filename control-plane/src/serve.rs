@@ -45,6 +45,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::index::{Changes, Index, Settings};
 use crate::source::Event;
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
+use crate::xds::{Notifier, XdsServer};
 
 /// After a shutdown signal, how long open calls may take to finish before the server exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -214,6 +215,8 @@ pub struct Server {
     root_bundle: PathBuf,
     serving: Arc<ServingTls>,
     ca_service: CaService,
+    xds: XdsServer,
+    notifier: Notifier,
     index: Arc<RwLock<Index>>,
     watch: WatchHandle,
     events: mpsc::Receiver<Vec<Event>>,
@@ -300,6 +303,8 @@ impl Server {
             },
         );
 
+        let (xds, notifier) = XdsServer::new(Arc::clone(&index));
+
         let listener = match TcpListener::bind(config.grpc_addr).await {
             Ok(l) => l,
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
@@ -328,6 +333,8 @@ impl Server {
             root_bundle,
             serving,
             ca_service,
+            xds,
+            notifier,
             index,
             watch,
             events,
@@ -368,10 +375,10 @@ impl Server {
     pub fn banner(&self) -> String {
         let cfg = &self.config;
         let mut out = String::new();
-        let _ = writeln!(out, "ambientd serve: certificate authority ready");
+        let _ = writeln!(out, "ambientd serve: certificate authority and xDS ready");
         let _ = writeln!(
             out,
-            "  grpc:          {} (TLS 1.3, HTTP/2; istio.v1.auth.IstioCertificateService; xDS not served yet)",
+            "  grpc:          {} (TLS 1.3, HTTP/2; istio.v1.auth.IstioCertificateService, delta ADS)",
             self.grpc_addr
         );
         let _ = writeln!(out, "  root bundle:   {}", self.root_bundle.display());
@@ -465,11 +472,6 @@ impl Server {
         let _ = writeln!(out, "    CLUSTER_ID={} \\", cfg.settings.cluster_id);
         let _ = writeln!(out, "    IPV6_ENABLED=false \\");
         let _ = writeln!(out, "    ztunnel proxy");
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "(xDS is not served yet: such a ztunnel gets its certificate but does not become ready.)"
-        );
         out
     }
 
@@ -513,13 +515,17 @@ impl Server {
             grpc_addr,
             serving,
             ca_service,
+            xds,
+            notifier,
             index,
             watch,
             events,
             ..
         } = self;
 
-        let index_task = tokio::spawn(follow_source(events, Arc::clone(&index)).in_current_span());
+        let index_task = tokio::spawn(
+            follow_source(events, Arc::clone(&index), notifier.clone()).in_current_span(),
+        );
         let renew_task = tokio::spawn(
             renew_serving(Arc::clone(&serving), config.serving_renew_interval).in_current_span(),
         );
@@ -530,6 +536,7 @@ impl Server {
         let (stop_tx, mut stopped) = watch::channel(false);
         let grpc = tonic::transport::Server::builder()
             .add_service(ca_service.into_server())
+            .add_service(xds.into_service())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
@@ -540,6 +547,8 @@ impl Server {
             res = &mut grpc => res,
             () = &mut shutdown => {
                 info!("shutting down: no new connections; open calls may finish");
+                // xDS streams end with Unavailable so that ztunnels reconnect (to another replica) with backoff.
+                notifier.shutdown();
                 let _ = stop_tx.send(true);
                 match tokio::time::timeout(SHUTDOWN_GRACE, &mut grpc).await {
                     Ok(res) => res,
@@ -574,8 +583,13 @@ pub async fn run(
     server.run(shutdown).await
 }
 
-/// Applies the file source's events to the shared index (the write lock is held per batch only).
-async fn follow_source(mut events: mpsc::Receiver<Vec<Event>>, index: Arc<RwLock<Index>>) {
+/// Applies the file source's events to the shared index (the write lock is held per batch only) and tells
+/// the xDS connections what changed.
+async fn follow_source(
+    mut events: mpsc::Receiver<Vec<Event>>,
+    index: Arc<RwLock<Index>>,
+    notifier: Notifier,
+) {
     while let Some(batch) = events.recv().await {
         let mut changes = Changes::default();
         {
@@ -594,6 +608,7 @@ async fn follow_source(mut events: mpsc::Receiver<Vec<Event>>, index: Arc<RwLock
                 changes.authorizations.changed.len() + changes.authorizations.removed.len(),
             "config changed"
         );
+        notifier.notify(&changes);
     }
 }
 
