@@ -21,40 +21,33 @@ pub enum DumpError {
 
 /// The dump document for an index and the source's current diagnostics.
 pub fn dump(index: &Index, source: &[SourceDiagnostic]) -> Result<Value, DumpError> {
-    let mut addresses = Map::new();
-    let mut names: Vec<_> = index.addresses().keys().collect();
-    names.sort();
-    for name in names {
-        let Some(res) = index.address(name) else {
-            continue;
-        };
-        let value =
-            ambient_proto::json::address_to_json(&res.body).map_err(|source| DumpError::Json {
-                name: name.to_string(),
-                source,
-            })?;
-        addresses.insert(name.to_string(), value);
-    }
-    let mut authorizations = Map::new();
-    let mut names: Vec<_> = index.authorizations().keys().collect();
-    names.sort();
-    for name in names {
-        let Some(res) = index.authorization(name) else {
-            continue;
-        };
-        let value = ambient_proto::json::authorization_to_json(&res.body).map_err(|source| {
-            DumpError::Json {
-                name: name.to_string(),
-                source,
-            }
-        })?;
-        authorizations.insert(name.to_string(), value);
-    }
+    let addresses = resources_json(index.addresses(), ambient_proto::json::address_to_json)?;
+    let authorizations = resources_json(
+        index.authorizations(),
+        ambient_proto::json::authorization_to_json,
+    )?;
     Ok(json!({
         "addresses": addresses,
         "authorizations": authorizations,
         "diagnostics": diagnostics(index, source),
     }))
+}
+
+/// Every resource of one type as protobuf JSON, keyed (and so sorted) by resource name.
+fn resources_json(
+    table: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
+    to_json: fn(&[u8]) -> Result<Value, ambient_proto::json::JsonError>,
+) -> Result<Map<String, Value>, DumpError> {
+    table
+        .iter()
+        .map(|(name, res)| {
+            let value = to_json(&res.body).map_err(|source| DumpError::Json {
+                name: name.to_string(),
+                source,
+            })?;
+            Ok((name.to_string(), value))
+        })
+        .collect()
 }
 
 /// Source problems first (sorted by location), then the index's conditions (sorted by object), then one

@@ -834,32 +834,14 @@ impl Index {
     }
 
     fn set_address(&mut self, name: &str, value: Option<address::Type>) {
-        match value {
-            None => {
-                if let Some((name, _)) = self.addresses.remove_entry(name) {
-                    self.changes.addresses.mark_removed(&name);
-                }
-            }
-            Some(value) => {
-                let name: Arc<str> = match self.addresses.get_key_value(name) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(name),
-                };
-                let res = Resource::encode(
-                    name.clone(),
-                    &Address {
-                        r#type: Some(value),
-                    },
-                );
-                if self.addresses.get(&name).is_some_and(|old| *old == res) {
-                    return;
-                }
-                self.addresses.insert(name.clone(), res);
-                if !self.loading {
-                    self.changes.addresses.mark_changed(&name);
-                }
-            }
-        }
+        let value = value.map(|t| Address { r#type: Some(t) });
+        store_resource(
+            &mut self.addresses,
+            &mut self.changes.addresses,
+            !self.loading,
+            name,
+            value.as_ref(),
+        );
     }
 
     fn set_condition(&mut self, obj: ObjectRef, condition: Option<Condition>) {
@@ -1050,6 +1032,38 @@ impl Index {
         if !new_names.is_empty() {
             self.slice_workloads.insert(sk.clone(), new_names);
         }
+    }
+}
+
+/// Stores, replaces or (for `None`) removes one resource of `table`, encoding it once; a name whose bytes
+/// did not change is not reported. `record` is off while a full build runs (nobody reads its changes).
+fn store_resource<M: prost::Message>(
+    table: &mut HashMap<Arc<str>, Resource>,
+    changes: &mut NameChanges,
+    record: bool,
+    name: &str,
+    value: Option<&M>,
+) {
+    let Some(value) = value else {
+        if let Some((name, _)) = table.remove_entry(name)
+            && record
+        {
+            changes.mark_removed(&name);
+        }
+        return;
+    };
+    // Reuse the table's key so that the name is allocated once per resource, not once per version.
+    let name: Arc<str> = match table.get_key_value(name) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(name),
+    };
+    let res = Resource::encode(name.clone(), value);
+    if table.get(&name).is_some_and(|old| *old == res) {
+        return;
+    }
+    table.insert(name.clone(), res);
+    if record {
+        changes.mark_changed(&name);
     }
 }
 

@@ -2,7 +2,6 @@
 //! resources and each workload's `authorization_policies` out (istiod-reference §4.4–§4.6).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use ambient_proto::security as sec;
 
@@ -11,7 +10,7 @@ use crate::model::{AuthorizationPolicy, Kind, Labels, Meta, ObjectRef, PeerAuthe
 
 use super::authorization::{self, Converted, EnforcedBy};
 use super::peer_authentication as pa;
-use super::{Condition, Index, Key, Resource, key};
+use super::{Condition, Index, Key, key};
 
 /// What ambientd concluded about one AuthorizationPolicy.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -251,31 +250,13 @@ impl Index {
     }
 
     pub(super) fn set_authorization(&mut self, name: &str, value: Option<sec::Authorization>) {
-        match value {
-            None => {
-                if let Some((name, _)) = self.authorizations.remove_entry(name) {
-                    self.changes.authorizations.mark_removed(&name);
-                }
-            }
-            Some(value) => {
-                let name: Arc<str> = match self.authorizations.get_key_value(name) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(name),
-                };
-                let res = Resource::encode(name.clone(), &value);
-                if self
-                    .authorizations
-                    .get(&name)
-                    .is_some_and(|old| *old == res)
-                {
-                    return;
-                }
-                self.authorizations.insert(name.clone(), res);
-                if !self.loading {
-                    self.changes.authorizations.mark_changed(&name);
-                }
-            }
-        }
+        super::store_resource(
+            &mut self.authorizations,
+            &mut self.changes.authorizations,
+            !self.loading,
+            name,
+            value.as_ref(),
+        );
     }
 }
 
