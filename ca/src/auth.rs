@@ -95,6 +95,21 @@ pub trait Authenticator: Send + Sync + 'static {
     }
 }
 
+/// A shared authenticator is an authenticator: the CA and the xDS server can use the same ones.
+impl<A: Authenticator + ?Sized> Authenticator for std::sync::Arc<A> {
+    fn authenticate(
+        &self,
+        req: &RequestInfo<'_>,
+        csr_identity: &Identity,
+    ) -> Result<Option<Caller>, AuthError> {
+        (**self).authenticate(req, csr_identity)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
 /// The bearer token of the request, if it has an `authorization` header.
 fn bearer_token(metadata: &MetadataMap) -> Option<Result<&str, AuthError>> {
     let value = metadata.get("authorization")?;

@@ -32,6 +32,9 @@ pub use auth::{
 pub use authority::CertificateAuthority;
 pub use error::{CaError, CsrError};
 pub use metrics::{CaMetrics, LatencySummary, RefusalReason};
-pub use service::{CaService, CaServiceConfig, PeerCertificates, workload_ttl};
+pub use service::{
+    AUTHENTICATE_FAILURE, CaService, CaServiceConfig, IMPERSONATION_FAILURE, PeerCertificates,
+    workload_ttl,
+};
 pub use spiffe::{Identity, IdentityError};
 pub use tls::{ServingTls, tls_incoming};

@@ -81,10 +81,21 @@ pub struct ServeArgs {
     /// Folder (read recursively) or single file of Kubernetes YAML; followed for changes while serving.
     #[arg(long, value_name = "PATH")]
     pub config_dir: PathBuf,
-    /// Address of the TLS gRPC listener (CA; xDS later). Port 0 picks a free port; the bound address is
-    /// printed at start.
+    /// Address of the TLS gRPC listener (CA and delta xDS). Port 0 picks a free port; the bound address
+    /// is printed at start.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15012")]
     pub grpc_addr: SocketAddr,
+    /// Address of the plaintext delta xDS listener (istiod's 15010), or `off`. Callers are authenticated
+    /// as on the TLS port, so only `tokens=FILE` (or `none`) can admit them here.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr, default_value = "127.0.0.1:15010")]
+    pub xds_plaintext_addr: OptionalAddr,
+    /// xDS streams end with `Unavailable` after this long (±10 %), so that proxies spread over replicas
+    /// again; `0` keeps streams open indefinitely.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
+    pub max_connection_age: Duration,
+    /// After SIGTERM or Ctrl-C: how long open calls may take to finish before the server exits anyway.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub shutdown_grace: Duration,
     /// DNS names of the serving certificate, besides `istiod.<system-namespace>.svc[.<domain-suffix>]`.
     /// Repeat the flag for several names.
     #[arg(long = "serving-dns", value_name = "NAME", default_value = "localhost")]
@@ -134,6 +145,9 @@ impl ServeArgs {
             config_dir: self.config_dir.clone(),
             settings: self.mesh.settings(),
             grpc_addr: self.grpc_addr,
+            xds_plaintext_addr: self.xds_plaintext_addr.0,
+            max_connection_age: Some(self.max_connection_age).filter(|age| !age.is_zero()),
+            shutdown_grace: self.shutdown_grace,
             state_dir: self.ca.state_dir.clone(),
             ca_dir: self.ca.ca_dir.clone(),
             serving_dns: self.serving_dns.clone(),
@@ -145,6 +159,20 @@ impl ServeArgs {
             serving_renew_interval: self.serving_renew_interval,
         }
     }
+}
+
+/// A listener address, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+/// Parses a listener address, or `off` for none.
+pub fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(OptionalAddr(None));
+    }
+    s.parse().map(|a| OptionalAddr(Some(a))).map_err(|_| {
+        format!("{s:?} is not an address: write IP:PORT (for example 127.0.0.1:15010) or off")
+    })
 }
 
 /// Parses `namespace/service-account`.
@@ -212,6 +240,16 @@ mod tests {
         for bad in ["", "h", "10", "10x", "1.5h", "-1s", "99999999999h"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn optional_addresses() {
+        assert_eq!(parse_optional_addr("off"), Ok(OptionalAddr(None)));
+        assert_eq!(
+            parse_optional_addr("127.0.0.1:15010"),
+            Ok(OptionalAddr(Some("127.0.0.1:15010".parse().unwrap())))
+        );
+        assert!(parse_optional_addr("15010").is_err());
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //!    (a slow client holds up nobody; [`ambient_ca::tls_incoming`]) and is then handed to tonic, which
 //!    serves HTTP/2 gRPC on it.
 //!
-//! The gRPC services today: `istio.v1.auth.IstioCertificateService` (the CA). Callers are authenticated
-//! by the configured methods in order; the CA's node check (may a ztunnel obtain this identity?) asks
-//! the index whether a pod of that service account runs on the caller's node.
+//! The gRPC services: `istio.v1.auth.IstioCertificateService` (the CA) and delta ADS on the TLS port,
+//! delta ADS alone on the plaintext port (istiod's 15010, loopback by default). Callers of both are
+//! authenticated by the configured methods in order (the same authenticator objects serve both); the
+//! CA's node check (may a ztunnel obtain this identity?) asks the index whether a pod of that service
+//! account runs on the caller's node, and the xDS identity check compares the caller with the node it
+//! speaks for.
 //!
 //! Peer certificates reach the CA's client-certificate authenticator through tonic's connection info:
 //! connections are `tokio_rustls::server::TlsStream<TcpStream>`, for which tonic puts a
@@ -45,10 +48,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::index::{Changes, Index, Settings};
 use crate::source::Event;
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
-use crate::xds::{Notifier, XdsServer};
-
-/// After a shutdown signal, how long open calls may take to finish before the server exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+use crate::xds::{Notifier, XdsConfig, XdsServer};
 
 /// One way of authenticating a CSR caller (`--auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +96,12 @@ pub struct ServeConfig {
     pub settings: Settings,
     /// TLS gRPC listener; port 0 picks a free port ([`Server::grpc_addr`] tells which).
     pub grpc_addr: SocketAddr,
+    /// Plaintext delta xDS listener, if any ([`Server::xds_plaintext_addr`] tells the bound address).
+    pub xds_plaintext_addr: Option<SocketAddr>,
+    /// xDS streams end with `Unavailable` after this long (±10 %); `None`: never.
+    pub max_connection_age: Option<Duration>,
+    /// After the shutdown signal, how long open calls may take to finish before the server exits anyway.
+    pub shutdown_grace: Duration,
     /// Where the self-signed root lives and the root bundle is written.
     pub state_dir: PathBuf,
     /// Plug-in CA folder (istiod's `cacerts` layout), instead of the self-signed root.
@@ -116,12 +122,16 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     /// The file-mode defaults: `127.0.0.1:15012`, SANs `localhost` and `127.0.0.1`, client-certificate
-    /// authentication, `istio-system/ztunnel` as the node account, 24 h certificates.
+    /// authentication, `istio-system/ztunnel` as the node account, 24 h certificates, 30 min streams,
+    /// 10 s shutdown grace. No plaintext listener (the command line adds `127.0.0.1:15010`).
     pub fn new(config_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             config_dir: config_dir.into(),
             settings: Settings::default(),
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15012),
+            xds_plaintext_addr: None,
+            max_connection_age: Some(Duration::from_secs(30 * 60)),
+            shutdown_grace: Duration::from_secs(10),
             state_dir: state_dir.into(),
             ca_dir: None,
             serving_dns: vec!["localhost".to_string()],
@@ -170,15 +180,19 @@ pub enum ServeError {
     Ca(#[from] CaError),
     #[error(
         "cannot listen on {addr}: the address is already in use; stop whatever listens there (another \
-         ambientd, an istiod port-forward) or choose a free address with --grpc-addr (port 0 picks one)"
+         ambientd, an istiod port-forward) or choose a free address with {flag} (port 0 picks one)"
     )]
-    AddrInUse { addr: SocketAddr },
+    AddrInUse {
+        addr: SocketAddr,
+        flag: &'static str,
+    },
     #[error(
-        "cannot listen on {addr}: {source}; choose an address this host has (for example 127.0.0.1:15012) \
-         with --grpc-addr"
+        "cannot listen on {addr}: {source}; choose an address this host has (for example 127.0.0.1:{}) \
+         with {flag}", addr.port()
     )]
     Bind {
         addr: SocketAddr,
+        flag: &'static str,
         #[source]
         source: io::Error,
     },
@@ -211,6 +225,8 @@ pub struct Server {
     config: ServeConfig,
     listener: TcpListener,
     grpc_addr: SocketAddr,
+    plaintext_listener: Option<TcpListener>,
+    xds_plaintext_addr: Option<SocketAddr>,
     ca: Arc<CertificateAuthority>,
     root_bundle: PathBuf,
     serving: Arc<ServingTls>,
@@ -239,8 +255,9 @@ impl Server {
             return Err(ServeError::NoAuth);
         }
         if config.auth.contains(&AuthMethod::None) {
-            // Every listener: only the gRPC one today.
-            TrustAllAuthenticator::ensure_loopback(&[config.grpc_addr])?;
+            let mut listeners = vec![config.grpc_addr];
+            listeners.extend(config.xds_plaintext_addr);
+            TrustAllAuthenticator::ensure_loopback(&listeners)?;
         }
 
         let (source, objects) = FileSource::open(&config.config_dir)?;
@@ -274,28 +291,33 @@ impl Server {
             config.serving_cert_ttl,
         )?);
 
-        let mut authenticators: Vec<Box<dyn Authenticator>> = Vec::new();
+        // The same authenticators admit CSR callers and xDS streams.
+        let mut authenticators: Vec<Arc<dyn Authenticator>> = Vec::new();
         let mut example_token = None;
         for method in &config.auth {
             match method {
                 AuthMethod::Tokens(path) => {
-                    authenticators.push(Box::new(TokenFileAuthenticator::from_file(
+                    authenticators.push(Arc::new(TokenFileAuthenticator::from_file(
                         path,
                         ca.trust_domain(),
                     )?));
                     if example_token.is_none() {
-                        example_token = TokenExample::pick(path, &config.trusted_node_accounts);
+                        example_token = TokenExample::pick(path, &config.trusted_node_accounts)
+                            .and_then(|t| t.write_to(&config.state_dir));
                     }
                 }
                 AuthMethod::Cert => {
-                    authenticators.push(Box::new(ClientCertAuthenticator::new(ca.trust_domain())))
+                    authenticators.push(Arc::new(ClientCertAuthenticator::new(ca.trust_domain())))
                 }
-                AuthMethod::None => authenticators.push(Box::new(TrustAllAuthenticator)),
+                AuthMethod::None => authenticators.push(Arc::new(TrustAllAuthenticator)),
             }
         }
         let ca_service = CaService::new(
             Arc::clone(&ca),
-            authenticators,
+            authenticators
+                .iter()
+                .map(|a| Box::new(Arc::clone(a)) as Box<dyn Authenticator>)
+                .collect(),
             Arc::new(IndexNodeLookup(Arc::clone(&index))),
             CaServiceConfig {
                 trusted_node_accounts: config.trusted_node_accounts.clone(),
@@ -303,32 +325,33 @@ impl Server {
             },
         );
 
-        let (xds, notifier) = XdsServer::new(Arc::clone(&index));
+        let (xds, notifier) = XdsServer::with_config(
+            Arc::clone(&index),
+            XdsConfig {
+                authenticators: Some(authenticators.into()),
+                trust_domain: ca.trust_domain().to_string(),
+                max_connection_age: config.max_connection_age,
+                ..XdsConfig::default()
+            },
+        );
 
-        let listener = match TcpListener::bind(config.grpc_addr).await {
-            Ok(l) => l,
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                return Err(ServeError::AddrInUse {
-                    addr: config.grpc_addr,
-                });
+        let (listener, grpc_addr) = bind(config.grpc_addr, "--grpc-addr").await?;
+        let (plaintext_listener, xds_plaintext_addr) = match config.xds_plaintext_addr {
+            Some(addr) => {
+                let (l, addr) = bind(addr, "--xds-plaintext-addr").await?;
+                (Some(l), Some(addr))
             }
-            Err(source) => {
-                return Err(ServeError::Bind {
-                    addr: config.grpc_addr,
-                    source,
-                });
-            }
+            None => (None, None),
         };
-        let grpc_addr = listener.local_addr().map_err(|source| ServeError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
-        info!(%grpc_addr, root_bundle = %root_bundle.display(), "listening");
+        info!(%grpc_addr, xds_plaintext = ?xds_plaintext_addr, root_bundle = %root_bundle.display(),
+            "listening");
 
         Ok(Server {
             config,
             listener,
             grpc_addr,
+            plaintext_listener,
+            xds_plaintext_addr,
             ca,
             root_bundle,
             serving,
@@ -345,6 +368,11 @@ impl Server {
     /// The address the TLS gRPC listener is bound to (the real port when 0 was asked for).
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// The address of the plaintext xDS listener, when there is one.
+    pub fn xds_plaintext_addr(&self) -> Option<SocketAddr> {
+        self.xds_plaintext_addr
     }
 
     /// The root bundle file (PEM) that clients must trust.
@@ -381,6 +409,12 @@ impl Server {
             "  grpc:          {} (TLS 1.3, HTTP/2; istio.v1.auth.IstioCertificateService, delta ADS)",
             self.grpc_addr
         );
+        if let Some(addr) = self.xds_plaintext_addr {
+            let _ = writeln!(
+                out,
+                "  xds plaintext: {addr} (delta ADS without TLS; callers still authenticate)"
+            );
+        }
         let _ = writeln!(out, "  root bundle:   {}", self.root_bundle.display());
         let ca = match &cfg.ca_dir {
             Some(dir) => format!("plug-in CA from {}", dir.display()),
@@ -467,7 +501,7 @@ impl Server {
         let _ = writeln!(out, "    XDS_ROOT_CA={root} \\");
         let _ = writeln!(out, "    CA_ROOT_CA={root} \\");
         if let Some(t) = &self.example_token {
-            let _ = writeln!(out, "    AUTH_TOKEN={} \\", t.token);
+            let _ = writeln!(out, "    AUTH_TOKEN={} \\", t.file.display());
         }
         let _ = writeln!(out, "    CLUSTER_ID={} \\", cfg.settings.cluster_id);
         let _ = writeln!(out, "    IPV6_ENABLED=false \\");
@@ -513,6 +547,7 @@ impl Server {
             config,
             listener,
             grpc_addr,
+            plaintext_listener,
             serving,
             ca_service,
             xds,
@@ -534,6 +569,24 @@ impl Server {
         // listening socket; the serving configuration is shared, so renewals apply to new handshakes.
         let incoming = tls_incoming(listener, serving.server_config());
         let (stop_tx, mut stopped) = watch::channel(false);
+        let plaintext = plaintext_listener.map(|listener| {
+            let mut stopped = stop_tx.subscribe();
+            let service = xds.clone().into_service();
+            tokio::spawn(
+                async move {
+                    tonic::transport::Server::builder()
+                        .add_service(service)
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            async move {
+                                let _ = stopped.wait_for(|stop| *stop).await;
+                            },
+                        )
+                        .await
+                }
+                .in_current_span(),
+            )
+        });
         let grpc = tonic::transport::Server::builder()
             .add_service(ca_service.into_server())
             .add_service(xds.into_service())
@@ -550,15 +603,19 @@ impl Server {
                 // xDS streams end with Unavailable so that ztunnels reconnect (to another replica) with backoff.
                 notifier.shutdown();
                 let _ = stop_tx.send(true);
-                match tokio::time::timeout(SHUTDOWN_GRACE, &mut grpc).await {
+                let grace = config.shutdown_grace;
+                match tokio::time::timeout(grace, &mut grpc).await {
                     Ok(res) => res,
                     Err(_) => {
-                        warn!(grace = ?SHUTDOWN_GRACE, "calls still open after the grace period; exiting anyway");
+                        warn!(?grace, "calls still open after the grace period; exiting anyway");
                         Ok(())
                     }
                 }
             }
         };
+        if let Some(task) = plaintext {
+            task.abort();
+        }
         renew_task.abort();
         index_task.abort();
         drop(watch);
@@ -567,6 +624,24 @@ impl Server {
             source,
         })
     }
+}
+
+/// Binds a listener; `flag` names the option that chose the address, for the error message.
+async fn bind(
+    addr: SocketAddr,
+    flag: &'static str,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            return Err(ServeError::AddrInUse { addr, flag });
+        }
+        Err(source) => return Err(ServeError::Bind { addr, flag, source }),
+    };
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, flag, source })?;
+    Ok((listener, bound))
 }
 
 /// Starts the server for `config`, prints its banner on standard output, and serves until `shutdown`.
@@ -636,6 +711,8 @@ async fn renew_serving(serving: Arc<ServingTls>, every: Duration) {
 #[derive(Debug, Clone)]
 struct TokenExample {
     token: String,
+    /// A file holding just the token: ztunnel's `AUTH_TOKEN` names a file, read verbatim.
+    file: PathBuf,
     /// `namespace/pod/service-account` for `PROXY_WORKLOAD_INFO`.
     workload_info: String,
 }
@@ -650,6 +727,25 @@ struct TokenEntry {
 }
 
 impl TokenExample {
+    /// Writes the token (no trailing newline, owner-only) to `<state-dir>/ztunnel-token`; `None` when
+    /// that fails (the banner then shows no token).
+    fn write_to(mut self, state_dir: &Path) -> Option<TokenExample> {
+        let path = state_dir.join("ztunnel-token");
+        let written = std::fs::create_dir_all(state_dir)
+            .and_then(|()| std::fs::write(&path, self.token.as_bytes()))
+            .and_then(|()| restrict_to_owner(&path));
+        match written {
+            Ok(()) => {
+                self.file = std::path::absolute(&path).unwrap_or(path);
+                Some(self)
+            }
+            Err(e) => {
+                warn!(path = %path.display(), "could not write the example ztunnel token: {e}");
+                None
+            }
+        }
+    }
+
     /// A token of the file for a workload (not a node account, which would need impersonation), or any
     /// token when there is no other. `None` when the file cannot be read (the authenticator reports why).
     fn pick(path: &Path, node_accounts: &[(String, String)]) -> Option<TokenExample> {
@@ -667,9 +763,21 @@ impl TokenExample {
         let pod = entry.pod_name.as_deref().unwrap_or(&entry.service_account);
         Some(TokenExample {
             token: token.clone(),
+            file: PathBuf::new(),
             workload_info: format!("{}/{pod}/{}", entry.namespace, entry.service_account),
         })
     }
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (UTC).

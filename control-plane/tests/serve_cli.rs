@@ -41,6 +41,7 @@ impl Serve {
             .arg("--state-dir")
             .arg(state)
             .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--xds-plaintext-addr", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -150,13 +151,24 @@ fn serve_prints_where_it_listens_the_root_bundle_and_the_ztunnel_environment() {
         format!("CA_ADDRESS=https://{addr}"),
         format!("XDS_ROOT_CA={}", root.display()),
         format!("CA_ROOT_CA={}", root.display()),
-        "AUTH_TOKEN=lab-token".to_string(),
+        format!(
+            "AUTH_TOKEN={}",
+            std::path::absolute(state.join("ztunnel-token"))
+                .expect("abs")
+                .display()
+        ),
         "PROXY_MODE=dedicated".to_string(),
         "PROXY_WORKLOAD_INFO=backend/details-v1-558d6b8747-fd6nx/bookinfo-details".to_string(),
         "CLUSTER_ID=Kubernetes".to_string(),
     ] {
         assert!(text.contains(&want), "{want} in:\n{text}");
     }
+
+    // ztunnel reads AUTH_TOKEN as a file and uses its bytes verbatim: no newline.
+    assert_eq!(
+        std::fs::read(state.join("ztunnel-token")).expect("token file"),
+        b"lab-token"
+    );
 
     let status = serve.terminate();
     assert!(status.success(), "exit after SIGTERM: {status}");
@@ -180,7 +192,7 @@ fn serve_reports_a_port_in_use_by_address() {
         .arg(bookinfo())
         .arg("--state-dir")
         .arg(tmp.path())
-        .args(["--grpc-addr", &addr])
+        .args(["--grpc-addr", &addr, "--xds-plaintext-addr", "off"])
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -188,6 +200,26 @@ fn serve_reports_a_port_in_use_by_address() {
     assert!(err.contains(&addr), "{err}");
     assert!(err.contains("already in use"), "{err}");
     assert!(err.contains("--grpc-addr"), "{err}");
+}
+
+#[test]
+fn serve_reports_a_plaintext_port_in_use_by_its_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = ambientd()
+        .arg("serve")
+        .arg("--config-dir")
+        .arg(bookinfo())
+        .arg("--state-dir")
+        .arg(tmp.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--xds-plaintext-addr", &addr])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&addr), "{err}");
+    assert!(err.contains("--xds-plaintext-addr"), "{err}");
 }
 
 #[test]
@@ -200,11 +232,18 @@ fn serve_refuses_auth_none_off_loopback_before_listening() {
         .arg("--state-dir")
         .arg(tmp.path())
         // Refused before anything binds: no socket is opened on this address.
-        .args(["--grpc-addr", "0.0.0.0:0", "--auth", "none"])
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--xds-plaintext-addr",
+            "0.0.0.0:0",
+        ])
+        .args(["--auth", "none"])
         .output()
         .expect("run");
     assert!(!out.status.success());
     let err = stderr(&out);
+    // The plaintext listener counts too.
     assert!(err.contains("--auth none"), "{err}");
     assert!(err.contains("0.0.0.0:0"), "{err}");
 }

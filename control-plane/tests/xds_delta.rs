@@ -10,7 +10,7 @@ use std::time::Duration;
 use ambient_control_plane::index::Index;
 use ambient_control_plane::model::{Kind, Object, ObjectRef};
 use ambient_control_plane::testing::*;
-use ambient_control_plane::xds::{Notifier, XdsServer};
+use ambient_control_plane::xds::{Notifier, XdsConfig, XdsServer};
 use ambient_proto::security::Authorization;
 use ambient_proto::workload::{Address, address};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
@@ -41,10 +41,14 @@ struct Harness {
 
 impl Harness {
     async fn start(objects: Vec<Object>) -> Harness {
+        Harness::start_with(objects, XdsConfig::default()).await
+    }
+
+    async fn start_with(objects: Vec<Object>, config: XdsConfig) -> Harness {
         let mut all = vec![test_system_namespace()];
         all.extend(objects);
         let index = Arc::new(RwLock::new(Index::build(test_settings(), all)));
-        let (server, notifier) = XdsServer::new(index.clone());
+        let (server, notifier) = XdsServer::with_config(index.clone(), config);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
@@ -78,11 +82,22 @@ impl Harness {
 
     /// Opens a delta stream without sending anything.
     async fn open(&self) -> Ztunnel {
+        self.open_with_token(None).await
+    }
+
+    /// Opens a delta stream with `authorization: Bearer <token>`, as ztunnel does when it has a token.
+    async fn open_with_token(&self, token: Option<&str>) -> Ztunnel {
         let (tx, rx) = mpsc::channel(16);
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
         let responses = self
             .client()
             .await
-            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .delta_aggregated_resources(request)
             .await
             .unwrap()
             .into_inner();
@@ -124,6 +139,29 @@ impl Ztunnel {
             ..Default::default()
         })
         .await;
+    }
+
+    async fn subscribe_as(&self, type_url: &str, node: Option<Node>) {
+        self.send(DeltaDiscoveryRequest {
+            node,
+            type_url: type_url.to_string(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// The status the stream ended with.
+    async fn ended(&mut self) -> tonic::Status {
+        loop {
+            match tokio::time::timeout(WAIT, self.responses.message())
+                .await
+                .expect("stream did not end in time")
+            {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("stream ended with OK"),
+                Err(status) => return status,
+            }
+        }
     }
 
     async fn recv(&mut self) -> DeltaDiscoveryResponse {
@@ -425,8 +463,12 @@ async fn unknown_type_gets_an_empty_response() {
     assert!(response.removed_resources.is_empty());
     assert!(!response.nonce.is_empty());
 
-    // The stream still serves the real types afterwards.
+    // The stream still serves the real types afterwards (a ztunnel's addresses wait for its policy
+    // subscription; policies go first).
     zt.subscribe(ADDRESS_TYPE_URL, HashMap::new()).await;
+    zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+    let response = zt.recv_ack().await;
+    assert_eq!(response.type_url, AUTHORIZATION_TYPE_URL);
     let response = zt.recv_ack().await;
     assert_eq!(response.type_url, ADDRESS_TYPE_URL);
     assert_eq!(names(&response), [uid("ns", "p1")]);
@@ -458,4 +500,204 @@ async fn shutdown_ends_streams_with_unavailable() {
         .expect("stream did not end in time")
         .expect_err("stream must end with an error");
     assert_eq!(status.code(), Code::Unavailable);
+}
+
+#[tokio::test]
+async fn a_ztunnels_first_addresses_follow_its_policies() {
+    let policy = authorization_policy("ns", "allow-a")
+        .selector("app", "a")
+        .build();
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), policy]).await;
+    let mut zt = h.connect(&[]).await;
+    // Address was subscribed first, but the workload names ns/allow-a: the policy goes first.
+    let first = zt.recv_ack().await;
+    assert_eq!(first.type_url, AUTHORIZATION_TYPE_URL);
+    assert_eq!(names(&first), ["ns/allow-a"]);
+    let second = zt.recv_ack().await;
+    assert_eq!(second.type_url, ADDRESS_TYPE_URL);
+    assert_eq!(names(&second), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn addresses_wait_for_the_policies_they_name() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1")]).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+    // One step adds a policy and attaches it to p1: the policy is sent, and p1 only after its ACK.
+    h.apply(
+        authorization_policy("ns", "allow-a")
+            .selector("app", "a")
+            .build(),
+    );
+    let policy = zt.recv().await;
+    assert_eq!(policy.type_url, AUTHORIZATION_TYPE_URL);
+    assert_eq!(names(&policy), ["ns/allow-a"]);
+    zt.ack(&policy).await;
+    let workload = zt.recv_ack().await;
+    assert_eq!(workload.type_url, ADDRESS_TYPE_URL);
+    assert_eq!(names(&workload), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn a_name_added_and_changed_while_busy_is_sent_once_at_its_latest_version() {
+    let h = Harness::start(vec![]).await;
+    let mut zt = h.connect(&[]).await;
+    let mut address = None;
+    for _ in 0..2 {
+        let response = zt.recv().await;
+        if response.type_url == ADDRESS_TYPE_URL {
+            address = Some(response);
+        } else {
+            zt.ack(&response).await;
+        }
+    }
+    h.apply(app_pod("p1", "10.0.0.1"));
+    h.apply(
+        pod("ns", "p1")
+            .ip("10.0.0.1")
+            .ready()
+            .label("app", "b")
+            .build(),
+    );
+    // Added, then changed: one resource at its latest version.
+    zt.ack(&address.unwrap()).await;
+    let push = zt.recv_ack().await;
+    assert_eq!(names(&push), [uid("ns", "p1")]);
+    assert_eq!(push.resources[0].version, version_of(&h, &uid("ns", "p1")));
+    assert!(push.removed_resources.is_empty(), "{push:?}");
+}
+
+fn token_config(dir: &tempfile::TempDir) -> XdsConfig {
+    let path = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &path,
+        "zt-token: {namespace: istio-system, serviceAccount: ztunnel, node: node-1}\n\
+         app-token: {namespace: ns, serviceAccount: app}\n",
+    )
+    .unwrap();
+    let tokens = ambient_ca::TokenFileAuthenticator::from_file(&path, "cluster.local").unwrap();
+    let authenticators: Vec<Arc<dyn ambient_ca::Authenticator>> = vec![Arc::new(tokens)];
+    XdsConfig {
+        authenticators: Some(authenticators.into()),
+        ..XdsConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn an_authenticated_ztunnel_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(vec![app_pod("p1", "10.0.0.1")], token_config(&dir)).await;
+    let mut zt = h.open_with_token(Some("zt-token")).await;
+    zt.subscribe(ADDRESS_TYPE_URL, HashMap::new()).await;
+    zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+    let got = zt.initial().await;
+    assert_eq!(names(&got[ADDRESS_TYPE_URL]), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn callers_without_a_known_token_are_unauthenticated() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(vec![], token_config(&dir)).await;
+    for token in [None, Some("nope")] {
+        let mut zt = h.open_with_token(token).await;
+        zt.subscribe(ADDRESS_TYPE_URL, HashMap::new()).await;
+        let status = zt.ended().await;
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{token:?}: {status:?}"
+        );
+        assert_eq!(status.message(), "request authenticate failure");
+    }
+}
+
+#[tokio::test]
+async fn a_caller_may_not_speak_for_another_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::start_with(vec![], token_config(&dir)).await;
+    // An application's token, presented for the ztunnel in istio-system.
+    let mut zt = h.open_with_token(Some("app-token")).await;
+    zt.subscribe(ADDRESS_TYPE_URL, HashMap::new()).await;
+    let status = zt.ended().await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("spiffe://cluster.local/ns/ns/sa/app")
+            && status.message().contains("\"istio-system\""),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_without_a_usable_node_is_refused() {
+    let h = Harness::start(vec![]).await;
+    let cases = [
+        (None, "must carry the node"),
+        (
+            Some(Node {
+                id: "just-a-name".to_string(),
+                ..Default::default()
+            }),
+            "exactly four parts",
+        ),
+        (
+            Some(Node {
+                id: "ztunnel~ten~zt.istio-system~istio-system.svc.cluster.local".to_string(),
+                ..Default::default()
+            }),
+            "IP address",
+        ),
+    ];
+    for (node, why) in cases {
+        let mut zt = h.open().await;
+        zt.subscribe_as(ADDRESS_TYPE_URL, node.clone()).await;
+        let status = zt.ended().await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{node:?}: {status:?}");
+        assert!(status.message().contains(why), "{node:?}: {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn streams_end_with_unavailable_at_their_maximum_age() {
+    let config = XdsConfig {
+        max_connection_age: Some(Duration::from_millis(200)),
+        ..XdsConfig::default()
+    };
+    let h = Harness::start_with(vec![], config).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+    let status = zt.ended().await;
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("maximum connection age"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_behind_the_change_log_is_ended_and_resyncs_on_reconnect() {
+    let config = XdsConfig {
+        change_log: 2,
+        ..XdsConfig::default()
+    };
+    let h = Harness::start_with(vec![], config).await;
+    let mut zt = h.connect(&[]).await;
+    zt.initial().await;
+    // The test runtime has one thread: the connection's task cannot read the log while these run.
+    for i in 0..64 {
+        h.apply(app_pod(&format!("p{i}"), &format!("10.0.1.{i}")));
+    }
+    // The stream carried at most a few pushes before it was told to reconnect.
+    let status = zt.ended().await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("fell too far behind"),
+        "{status:?}"
+    );
+
+    // Reconnecting with what it holds (nothing) is compared afresh: all 64 pods arrive.
+    let mut zt = h.connect(&[]).await;
+    let got = zt.initial().await;
+    assert_eq!(got[ADDRESS_TYPE_URL].resources.len(), 64);
 }

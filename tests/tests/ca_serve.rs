@@ -85,7 +85,10 @@ async fn serves_tls13_h2_with_a_leaf_for_istiod_localhost_and_127_0_0_1() {
         format!("CA_ADDRESS={url}"),
         format!("XDS_ROOT_CA={}", server.root_path.display()),
         format!("CA_ROOT_CA={}", server.root_path.display()),
-        format!("AUTH_TOKEN={DETAILS_TOKEN}"),
+        format!(
+            "AUTH_TOKEN={}",
+            server.root_path.with_file_name("ztunnel-token").display()
+        ),
         "PROXY_WORKLOAD_INFO=backend/details-v1-558d6b8747-fd6nx/bookinfo-details".to_string(),
         "PROXY_MODE=dedicated".to_string(),
     ] {
@@ -95,6 +98,11 @@ async fn serves_tls13_h2_with_a_leaf_for_istiod_localhost_and_127_0_0_1() {
             server.banner
         );
     }
+    // ztunnel reads AUTH_TOKEN as a file, verbatim.
+    assert_eq!(
+        std::fs::read_to_string(server.root_path.with_file_name("ztunnel-token")).expect("token"),
+        DETAILS_TOKEN
+    );
     server.stop().await;
 }
 

@@ -44,6 +44,15 @@ fn initial(type_url: &str) -> DeltaDiscoveryRequest {
     }
 }
 
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
 fn ack(resp: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         type_url: resp.type_url.clone(),
@@ -67,8 +76,9 @@ async fn ztunnel_gets_bookinfo_over_tls_and_pushes_follow_the_folder() {
     tx.send(initial(AUTHORIZATION_TYPE_URL))
         .await
         .expect("send");
+    // The ztunnel's own token, as ztunnel sends it on xDS (contract §2).
     let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .delta_aggregated_resources(with_token(ReceiverStream::new(rx), ZTUNNEL_TOKEN))
         .await
         .expect("stream opens")
         .into_inner();
@@ -118,4 +128,79 @@ async fn ztunnel_gets_bookinfo_over_tls_and_pushes_follow_the_folder() {
 
     drop(tx);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plaintext_port_serves_delta_xds_to_authenticated_callers_only() {
+    let lab = Lab::new();
+    let mut config = lab.config(&bookinfo());
+    config.xds_plaintext_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    let server = start(config).await;
+    let addr = server.xds_plaintext_addr.expect("plaintext listener");
+    assert!(
+        server.banner.contains(&format!("xds plaintext: {addr}")),
+        "{}",
+        server.banner
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+
+    // With the ztunnel's token: both initial responses.
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(initial(ADDRESS_TYPE_URL)).await.expect("send");
+    tx.send(initial(AUTHORIZATION_TYPE_URL))
+        .await
+        .expect("send");
+    let mut responses = client
+        .delta_aggregated_resources(with_token(ReceiverStream::new(rx), ZTUNNEL_TOKEN))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let mut counts = BTreeMap::new();
+    for _ in 0..2 {
+        let resp = tokio::time::timeout(WAIT, responses.next())
+            .await
+            .expect("in time")
+            .expect("open")
+            .expect("no error");
+        counts.insert(resp.type_url.clone(), resp.resources.len());
+        tx.send(ack(&resp)).await.expect("ack");
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            (ADDRESS_TYPE_URL.to_string(), 34),
+            (AUTHORIZATION_TYPE_URL.to_string(), 1)
+        ])
+    );
+
+    // Without a token (and no client certificate is possible here): refused.
+    let (tx2, rx2) = mpsc::channel(8);
+    tx2.send(initial(ADDRESS_TYPE_URL)).await.expect("send");
+    let mut refused = client
+        .delta_aggregated_resources(ReceiverStream::new(rx2))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let status = tokio::time::timeout(WAIT, responses_end(&mut refused))
+        .await
+        .expect("in time");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    drop((tx, tx2));
+    server.stop().await;
+}
+
+async fn responses_end(stream: &mut tonic::Streaming<DeltaDiscoveryResponse>) -> tonic::Status {
+    loop {
+        match stream.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(status)) => return status,
+            None => panic!("stream ended with OK"),
+        }
+    }
 }

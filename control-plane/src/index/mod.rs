@@ -95,6 +95,9 @@ pub struct NameChanges {
     pub changed: BTreeSet<Arc<str>>,
     /// Gone: send these as `removed_resources`.
     pub removed: BTreeSet<Arc<str>>,
+    /// The names of `changed` that did not exist before the operation. A reader that has not yet sent
+    /// such a name and then sees it removed knows that its client never held it.
+    pub added: BTreeSet<Arc<str>>,
 }
 
 impl NameChanges {
@@ -102,14 +105,21 @@ impl NameChanges {
         self.changed.is_empty() && self.removed.is_empty()
     }
 
-    fn mark_changed(&mut self, name: &Arc<str>) {
-        self.removed.remove(name);
+    /// `name` has new content; `new`: it did not exist before this step.
+    fn mark_changed(&mut self, name: &Arc<str>, new: bool) {
+        if self.removed.remove(name) {
+            // Removed earlier in the same operation: it existed before, so it is not added.
+        } else if new && !self.changed.contains(name) {
+            self.added.insert(name.clone());
+        }
         self.changed.insert(name.clone());
     }
 
     fn mark_removed(&mut self, name: &Arc<str>) {
         self.changed.remove(name);
-        self.removed.insert(name.clone());
+        if !self.added.remove(name) {
+            self.removed.insert(name.clone());
+        }
     }
 }
 
@@ -132,7 +142,7 @@ impl Changes {
             (&mut self.authorizations, later.authorizations),
         ] {
             for n in &theirs.changed {
-                mine.mark_changed(n);
+                mine.mark_changed(n, theirs.added.contains(n));
             }
             for n in &theirs.removed {
                 mine.mark_removed(n);
@@ -220,6 +230,8 @@ pub struct Index {
     loading: bool,
     dirty: Dirty,
     changes: Changes,
+    /// Counts the operations that changed a resource; see [`Index::generation`].
+    generation: u64,
 }
 
 impl Index {
@@ -250,6 +262,12 @@ impl Index {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// How many `apply`/`delete`/`reset` calls have changed a resource so far. Readers that compared
+    /// every resource at generation `g` can skip change reports made at or before `g`.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Every `istio.workload.Address` resource, by xDS name.
@@ -316,14 +334,22 @@ impl Index {
     pub fn apply(&mut self, obj: Object) -> Changes {
         self.insert(obj);
         self.flush();
-        std::mem::take(&mut self.changes)
+        self.take_changes()
     }
 
     /// Removes one object (no-op when absent) and recomputes what it affected.
     pub fn delete(&mut self, obj: &ObjectRef) -> Changes {
         self.remove(obj);
         self.flush();
-        std::mem::take(&mut self.changes)
+        self.take_changes()
+    }
+
+    fn take_changes(&mut self) -> Changes {
+        let changes = std::mem::take(&mut self.changes);
+        if !changes.is_empty() {
+            self.generation += 1;
+        }
+        changes
     }
 
     /// Replaces the whole input with `objects` and reports the difference.
@@ -339,8 +365,15 @@ impl Index {
             ),
         ] {
             for (name, res) in new {
-                if old.get(name) != Some(res) {
-                    out.changed.insert(name.clone());
+                match old.get(name) {
+                    Some(old) if old == res => {}
+                    Some(_) => {
+                        out.changed.insert(name.clone());
+                    }
+                    None => {
+                        out.changed.insert(name.clone());
+                        out.added.insert(name.clone());
+                    }
                 }
             }
             for name in old.keys() {
@@ -349,7 +382,9 @@ impl Index {
                 }
             }
         }
+        let generation = self.generation + u64::from(!changes.is_empty());
         *self = fresh;
+        self.generation = generation;
         changes
     }
 
@@ -1053,9 +1088,9 @@ fn store_resource<M: prost::Message>(
         return;
     };
     // Reuse the table's key so that the name is allocated once per resource, not once per version.
-    let name: Arc<str> = match table.get_key_value(name) {
-        Some((k, _)) => k.clone(),
-        None => Arc::from(name),
+    let (name, new): (Arc<str>, bool) = match table.get_key_value(name) {
+        Some((k, _)) => (k.clone(), false),
+        None => (Arc::from(name), true),
     };
     let res = Resource::encode(name.clone(), value);
     if table.get(&name).is_some_and(|old| *old == res) {
@@ -1063,7 +1098,7 @@ fn store_resource<M: prost::Message>(
     }
     table.insert(name.clone(), res);
     if record {
-        changes.mark_changed(&name);
+        changes.mark_changed(&name, new);
     }
 }
 

@@ -1,30 +1,48 @@
-//! One delta ADS stream: the node it belongs to, what it was sent, and what it still has to be sent.
+//! One delta ADS stream: who is on the other end, what it has been sent, and what it still has to be sent.
+//!
+//! A connection does not keep a copy of every name and version it sent (with thousands of connections
+//! and tens of thousands of resources that would dominate the server's memory). Instead:
+//! - its first response per type compares the whole index with the client's `initial_resource_versions`
+//!   (equal versions are skipped, vanished names are removed) and records the index generation it saw;
+//! - after that, the index's change reports (a shared broadcast log) say which names to look at again:
+//!   each is sent at its current version, or removed when it is gone. Reports from before the full
+//!   comparison are skipped;
+//! - a connection that falls so far behind that the log no longer holds what it missed ends its stream
+//!   with `Unavailable`; the client reconnects with the versions it holds and is compared afresh.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use ambient_ca::{Identity, RequestInfo};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as XdsResource,
 };
 use envoy_types::pb::google::protobuf::Any;
+use rustls_pki_types::CertificateDer;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
 use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::Shared;
+use super::{Notice, Shared};
 use crate::index::{Changes, Index, NameChanges, Resource};
 
-/// The two types served, in the order ztunnel subscribes to them.
+/// The two types served. Authorization comes first: a Workload must never name a policy the client has
+/// not been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum XdsType {
-    Address,
     Authorization,
+    Address,
 }
 
 impl XdsType {
-    const ALL: [XdsType; 2] = [XdsType::Address, XdsType::Authorization];
+    const PUSH_ORDER: [XdsType; 2] = [XdsType::Authorization, XdsType::Address];
 
     fn from_type_url(type_url: &str) -> Option<XdsType> {
         match type_url {
@@ -61,32 +79,51 @@ impl XdsType {
 struct TypeState {
     /// The client subscribed (its initial request for this type arrived).
     subscribed: bool,
-    /// Names the client holds, with the version it holds (`None`: a version we cannot compare).
-    sent: HashMap<Arc<str>, Option<u64>>,
-    /// Names to compare against `sent` before the next response.
-    dirty: BTreeSet<Arc<str>>,
-    /// Compare every name (index and `sent`), not only `dirty`.
-    all_dirty: bool,
-    /// Send a response even if it is empty (the answer to an initial request).
-    force: bool,
+    /// Until the first response: the versions the client said it holds (`None`: not one of ours).
+    initial: Option<HashMap<Arc<str>, Option<u64>>>,
+    /// The index generation of the last full comparison; change reports up to it are already reflected.
+    compared_at: u64,
+    /// Names to send again (current version) or remove, at the next response; `true` for names that
+    /// did not exist when the last response was computed (the client cannot hold them).
+    dirty: BTreeMap<Arc<str>, bool>,
     /// The nonce of the response still waiting for its ACK or NACK.
     pending: Option<String>,
 }
 
 impl TypeState {
-    fn wants_send(&self) -> bool {
-        self.subscribed
-            && self.pending.is_none()
-            && (self.force || self.all_dirty || !self.dirty.is_empty())
+    fn has_work(&self) -> bool {
+        self.subscribed && (self.initial.is_some() || !self.dirty.is_empty())
     }
+
+    fn wants_send(&self) -> bool {
+        self.pending.is_none() && self.has_work()
+    }
+}
+
+/// Who the stream belongs to, from its first request.
+#[derive(Debug, Clone)]
+struct Peer {
+    node: String,
+    /// The node type: the part of the id before the first `~` (`ztunnel`, `waypoint`, ...).
+    proxy_type: String,
+    namespace: String,
+    service_account: Option<String>,
+}
+
+/// What the request that opened the stream carried besides its messages.
+pub(super) struct Opening {
+    pub(super) metadata: MetadataMap,
+    pub(super) peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
+    pub(super) remote_addr: Option<SocketAddr>,
 }
 
 pub(super) struct Connection {
     id: u64,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    changes: broadcast::Receiver<Arc<Changes>>,
-    node: Option<String>,
+    changes: broadcast::Receiver<Arc<Notice>>,
+    opening: Opening,
+    peer: Option<Peer>,
     nonces: u64,
     address: TypeState,
     authorization: TypeState,
@@ -98,6 +135,12 @@ enum End {
     Client,
     /// The server is shutting down.
     Shutdown,
+    /// The stream reached its maximum age.
+    MaxAge,
+    /// The change log no longer holds what this connection missed.
+    Lagged,
+    /// The client may not use this stream (or sent something unusable).
+    Refused(Status),
 }
 
 impl Connection {
@@ -106,6 +149,7 @@ impl Connection {
         id: u64,
         shared: Arc<Shared>,
         tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+        opening: Opening,
     ) -> Connection {
         let changes = shared.changes.subscribe();
         Connection {
@@ -113,7 +157,8 @@ impl Connection {
             shared,
             tx,
             changes,
-            node: None,
+            opening,
+            peer: None,
             nonces: 0,
             address: TypeState::default(),
             authorization: TypeState::default(),
@@ -128,45 +173,93 @@ impl Connection {
     }
 
     fn node(&self) -> &str {
-        self.node.as_deref().unwrap_or("<unknown>")
+        self.peer.as_ref().map_or("<unknown>", |p| p.node.as_str())
     }
 
     pub(super) async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
         let end = self.serve(&mut requests).await;
-        match end {
-            End::Client => debug!(conn = self.id, node = self.node(), "xDS stream closed"),
+        let status = match end {
+            End::Client => {
+                info!(
+                    conn = self.id,
+                    node = self.node(),
+                    "xDS stream closed by the client"
+                );
+                return;
+            }
             End::Shutdown => {
                 info!(
                     conn = self.id,
                     node = self.node(),
                     "xDS stream ended: shutting down"
                 );
-                let _ = self
-                    .tx
-                    .send(Err(Status::unavailable("control plane shutting down")))
-                    .await;
+                Status::unavailable("control plane shutting down")
             }
-        }
+            End::MaxAge => {
+                info!(
+                    conn = self.id,
+                    node = self.node(),
+                    "xDS stream ended: maximum connection age"
+                );
+                Status::unavailable(
+                    "maximum connection age reached (--max-connection-age): reconnect, with the \
+                     versions held, to any replica",
+                )
+            }
+            End::Lagged => {
+                warn!(
+                    conn = self.id,
+                    node = self.node(),
+                    "xDS stream ended: the client fell too far behind the control plane's changes"
+                );
+                Status::unavailable(
+                    "this stream fell too far behind the control plane's changes: reconnect with the \
+                     versions held to be compared afresh",
+                )
+            }
+            End::Refused(status) => {
+                warn!(conn = self.id, node = self.node(), code = ?status.code(),
+                    message = status.message(), "xDS stream refused");
+                status
+            }
+        };
+        let _ = self.tx.send(Err(status)).await;
     }
 
     async fn serve(&mut self, requests: &mut Streaming<DeltaDiscoveryRequest>) -> End {
         let mut shutdown = self.shared.shutdown.clone();
+        let deadline = self.shared.config.max_connection_age.map(|age| {
+            let age = jittered(age, self.id);
+            Instant::now() + age
+        });
+        let max_age = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(max_age);
         loop {
             if *shutdown.borrow_and_update() {
                 return End::Shutdown;
             }
-            for kind in XdsType::ALL {
-                if self.state(kind).wants_send() && !self.push(kind).await {
-                    return End::Client;
+            for kind in XdsType::PUSH_ORDER {
+                if self.may_push(kind) {
+                    match self.push(kind).await {
+                        Ok(true) => {}
+                        Ok(false) => return End::Client,
+                        Err(end) => return end,
+                    }
                 }
             }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {}
+                () = &mut max_age => return End::MaxAge,
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
-                        if !self.on_request(request).await {
-                            return End::Client;
+                        if let Err(end) = self.on_request(request).await {
+                            return end;
                         }
                     }
                     Ok(None) => return End::Client,
@@ -176,17 +269,21 @@ impl Connection {
                     }
                 },
                 changes = self.changes.recv() => {
-                    self.on_changes(changes);
+                    if self.on_changes(changes).is_err() {
+                        return End::Lagged;
+                    }
                     // Coalesce whatever else is already queued before computing a response.
                     loop {
                         let more = match self.changes.try_recv() {
-                            Ok(changes) => Ok(changes),
+                            Ok(notice) => Ok(notice),
                             Err(broadcast::error::TryRecvError::Lagged(n)) => {
                                 Err(broadcast::error::RecvError::Lagged(n))
                             }
                             Err(_) => break,
                         };
-                        self.on_changes(more);
+                        if self.on_changes(more).is_err() {
+                            return End::Lagged;
+                        }
                     }
                 }
                 _ = self.tx.closed() => return End::Client,
@@ -194,48 +291,94 @@ impl Connection {
         }
     }
 
-    fn on_changes(&mut self, changes: Result<Arc<Changes>, broadcast::error::RecvError>) {
-        match changes {
-            Ok(changes) => {
-                for kind in XdsType::ALL {
-                    let names = kind.changes(&changes);
-                    let state = self.state(kind);
-                    if state.subscribed && !state.all_dirty {
-                        state.dirty.extend(names.changed.iter().cloned());
-                        state.dirty.extend(names.removed.iter().cloned());
-                    }
-                }
+    /// Whether `kind` may be sent now: nothing outstanding, something to send, and for addresses, no
+    /// policy the client still has to be sent first.
+    fn may_push(&self, kind: XdsType) -> bool {
+        let state = match kind {
+            XdsType::Address => &self.address,
+            XdsType::Authorization => &self.authorization,
+        };
+        if !state.wants_send() {
+            return false;
+        }
+        if kind == XdsType::Address {
+            let auth = &self.authorization;
+            // Policies go out before the workloads that name them.
+            if auth.subscribed && auth.has_work() {
+                return false;
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                for kind in XdsType::ALL {
+            // ztunnel always subscribes to both types at once: its first addresses wait for its
+            // policy subscription, so that they never name a policy it has not been sent.
+            let is_ztunnel = self
+                .peer
+                .as_ref()
+                .is_some_and(|p| p.proxy_type == "ztunnel");
+            if is_ztunnel && !auth.subscribed {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Folds one change report in; `Err` when reports were lost.
+    fn on_changes(
+        &mut self,
+        notice: Result<Arc<Notice>, broadcast::error::RecvError>,
+    ) -> Result<(), ()> {
+        match notice {
+            Ok(notice) => {
+                for kind in XdsType::PUSH_ORDER {
+                    let names = kind.changes(&notice.changes);
                     let state = self.state(kind);
-                    if state.subscribed {
-                        state.all_dirty = true;
-                        state.dirty.clear();
+                    if state.subscribed
+                        && state.initial.is_none()
+                        && notice.generation > state.compared_at
+                    {
+                        for name in &names.changed {
+                            let new = names.added.contains(name);
+                            state.dirty.entry(name.clone()).or_insert(new);
+                        }
+                        for name in &names.removed {
+                            // Added after the last response and gone again: the client never had it.
+                            if state.dirty.get(name) == Some(&true) {
+                                state.dirty.remove(name);
+                            } else {
+                                state.dirty.insert(name.clone(), false);
+                            }
+                        }
                     }
                 }
+                Ok(())
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                debug!(
+                    conn = self.id,
+                    node = self.node(),
+                    missed,
+                    "change reports lost"
+                );
+                Err(())
             }
             // The notifier is gone; the index can no longer change.
-            Err(broadcast::error::RecvError::Closed) => {}
+            Err(broadcast::error::RecvError::Closed) => Ok(()),
         }
     }
 
-    /// Handles one request; false when the client is gone.
-    async fn on_request(&mut self, request: DeltaDiscoveryRequest) -> bool {
-        if self.node.is_none()
-            && let Some(node) = &request.node
-        {
-            self.node = Some(node.id.clone());
-            debug!(conn = self.id, node = self.node(), "xDS stream opened");
+    /// Handles one request; `Err` ends the stream.
+    async fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<(), End> {
+        if self.peer.is_none() {
+            self.identify(request.node.as_ref())?;
         }
         let Some(kind) = XdsType::from_type_url(&request.type_url) else {
             if request.response_nonce.is_empty() {
                 debug!(conn = self.id, node = self.node(), type_url = %request.type_url,
                     "request for an unknown type: answering empty");
                 let response = self.response(request.type_url, Vec::new(), Vec::new());
-                return self.tx.send(Ok(response)).await.is_ok();
+                if self.tx.send(Ok(response)).await.is_err() {
+                    return Err(End::Client);
+                }
             }
-            return true;
+            return Ok(());
         };
 
         let id = self.id;
@@ -248,12 +391,11 @@ impl Connection {
             }
             if let Some(error) = &request.error_detail {
                 stats.nacks.fetch_add(1, Ordering::Relaxed);
-                // What was sent stays recorded as sent: the same content is not sent again; a later
-                // change of those resources is.
+                // The same content is not sent again; a later change of those resources is.
                 warn!(conn = id, node, type_url = kind.type_url(), nonce = %request.response_nonce,
                     message = %error.message, "xDS NACK");
             }
-            return true;
+            return Ok(());
         }
         if state.subscribed {
             // A later subscription request (on-demand): not served here.
@@ -263,77 +405,155 @@ impl Connection {
                 type_url = kind.type_url(),
                 "ignoring repeated subscription"
             );
-            return true;
+            return Ok(());
         }
         state.subscribed = true;
-        state.force = true;
-        state.all_dirty = true;
         state.dirty.clear();
-        state.sent = request
-            .initial_resource_versions
-            .into_iter()
-            .map(|(name, version)| {
-                let version = u64::from_str_radix(&version, 16)
-                    .ok()
-                    .filter(|_| version.len() == 16);
-                (Arc::from(name), version)
-            })
-            .collect();
-        true
+        state.initial = Some(
+            request
+                .initial_resource_versions
+                .into_iter()
+                .map(|(name, version)| {
+                    let version = u64::from_str_radix(&version, 16)
+                        .ok()
+                        .filter(|_| version.len() == 16);
+                    (Arc::from(name), version)
+                })
+                .collect(),
+        );
+        Ok(())
     }
 
-    /// Sends what changed for `kind` since the last response; false when the client is gone.
-    async fn push(&mut self, kind: XdsType) -> bool {
-        let (resources, removed) = {
+    /// Binds the stream to the node of its first request, authenticates the caller and checks that its
+    /// identity may act for that node (istiod's identity check).
+    fn identify(&mut self, node: Option<&Node>) -> Result<(), End> {
+        let Some(node) = node.filter(|n| !n.id.is_empty()) else {
+            return Err(End::Refused(Status::invalid_argument(
+                "the first request of a stream must carry the node (node.id)",
+            )));
+        };
+        let peer = parse_node(node).map_err(|e| End::Refused(Status::invalid_argument(e)))?;
+        if let Some(authenticators) = &self.shared.config.authenticators {
+            let requested = Identity {
+                trust_domain: self.shared.config.trust_domain.clone(),
+                namespace: peer.namespace.clone(),
+                service_account: peer
+                    .service_account
+                    .clone()
+                    .unwrap_or_else(|| peer.proxy_type.clone()),
+            };
+            let info = RequestInfo {
+                metadata: &self.opening.metadata,
+                peer_certificates: self.opening.peer_certificates.as_deref().map(Vec::as_slice),
+            };
+            let mut caller = None;
+            for a in authenticators.iter() {
+                match a.authenticate(&info, &requested) {
+                    Ok(Some(c)) => {
+                        caller = Some(c);
+                        break;
+                    }
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(conn = self.id, node = %peer.node, authenticator = a.name(),
+                            reason = e.reason(), "xDS caller refused: {e}");
+                        return Err(End::Refused(Status::unauthenticated(
+                            ambient_ca::AUTHENTICATE_FAILURE,
+                        )));
+                    }
+                }
+            }
+            let Some(caller) = caller else {
+                let tried: Vec<&str> = authenticators.iter().map(|a| a.name()).collect();
+                warn!(conn = self.id, node = %peer.node, tried = %tried.join(", "),
+                    "xDS caller refused: no authenticator recognised it (no bearer token or client certificate?)");
+                return Err(End::Refused(Status::unauthenticated(
+                    ambient_ca::AUTHENTICATE_FAILURE,
+                )));
+            };
+            let id = &caller.identity;
+            let ns_ok = peer.namespace.is_empty() || id.namespace == peer.namespace;
+            let sa_ok = peer
+                .service_account
+                .as_ref()
+                .is_none_or(|sa| *sa == id.service_account);
+            if !ns_ok || !sa_ok {
+                return Err(End::Refused(Status::permission_denied(format!(
+                    "the caller is {id}, which may not act for node {} (namespace {:?}{})",
+                    peer.node,
+                    peer.namespace,
+                    peer.service_account
+                        .as_ref()
+                        .map(|sa| format!(", service account {sa:?}"))
+                        .unwrap_or_default()
+                ))));
+            }
+            info!(conn = self.id, node = %peer.node, caller = %caller,
+                remote = ?self.opening.remote_addr, "xDS stream opened");
+        } else {
+            info!(conn = self.id, node = %peer.node, remote = ?self.opening.remote_addr,
+                "xDS stream opened");
+        }
+        self.peer = Some(peer);
+        Ok(())
+    }
+
+    /// Sends what changed for `kind` since the last response: `Ok(false)` when the client is gone.
+    async fn push(&mut self, kind: XdsType) -> Result<bool, End> {
+        let (resources, removed, first) = {
             let index = self
                 .shared
                 .index
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let current = kind.resources(&index);
+            let generation = index.generation();
             let state = match kind {
                 XdsType::Address => &mut self.address,
                 XdsType::Authorization => &mut self.authorization,
             };
-            let names: Vec<Arc<str>> = if state.all_dirty {
-                let mut all: BTreeSet<Arc<str>> = current.keys().cloned().collect();
-                all.extend(state.sent.keys().cloned());
-                all.into_iter().collect()
-            } else {
-                std::mem::take(&mut state.dirty).into_iter().collect()
-            };
-            state.all_dirty = false;
-            state.dirty.clear();
             let mut resources = Vec::new();
             let mut removed = Vec::new();
-            for name in names {
-                match current.get(&name) {
-                    Some(resource) => {
-                        if state.sent.get(&name) != Some(&Some(resource.version)) {
-                            state.sent.insert(name, Some(resource.version));
-                            resources.push(xds_resource(kind, resource));
-                        }
+            let first = state.initial.is_some();
+            if let Some(held) = state.initial.take() {
+                // The whole index against what the client holds.
+                let mut names: Vec<&Arc<str>> = current.keys().collect();
+                names.sort_unstable();
+                for name in names {
+                    let resource = &current[name];
+                    if held.get(name) != Some(&Some(resource.version)) {
+                        resources.push(xds_resource(kind, resource));
                     }
-                    None => {
-                        if state.sent.remove(&name).is_some() {
-                            removed.push(name.to_string());
-                        }
+                }
+                let mut gone: Vec<String> = held
+                    .keys()
+                    .filter(|n| !current.contains_key(*n))
+                    .map(|n| n.to_string())
+                    .collect();
+                gone.sort_unstable();
+                removed = gone;
+                state.compared_at = generation;
+                state.dirty.clear();
+            } else {
+                for (name, new) in std::mem::take(&mut state.dirty) {
+                    match current.get(&name) {
+                        Some(resource) => resources.push(xds_resource(kind, resource)),
+                        None if !new => removed.push(name.to_string()),
+                        None => {}
                     }
                 }
             }
-            (resources, removed)
+            (resources, removed, first)
         };
-        let state = self.state(kind);
-        if resources.is_empty() && removed.is_empty() && !state.force {
-            return true;
+        if resources.is_empty() && removed.is_empty() && !first {
+            return Ok(true);
         }
-        state.force = false;
         let response = self.response(kind.type_url().to_string(), resources, removed);
         debug!(conn = self.id, node = self.node(), type_url = kind.type_url(),
             nonce = %response.nonce, resources = response.resources.len(),
             removed = response.removed_resources.len(), "xDS push");
         self.state(kind).pending = Some(response.nonce.clone());
-        self.tx.send(Ok(response)).await.is_ok()
+        Ok(self.tx.send(Ok(response)).await.is_ok())
     }
 
     fn response(
@@ -353,6 +573,51 @@ impl Connection {
     }
 }
 
+/// `age` ± 10 %, spread by connection so that streams opened together do not all end together.
+fn jittered(age: Duration, id: u64) -> Duration {
+    let spread = xxhash_rust::xxh64::xxh64(&id.to_le_bytes(), 0x6a69_7474_6572) % 2001;
+    // spread in 0..=2000 → factor in 0.9..=1.1
+    age.mul_f64(0.9 + spread as f64 / 10_000.0)
+}
+
+/// Reads the node: `<type>~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>` (istiod's service-node
+/// format) plus the `NAMESPACE` and `SERVICE_ACCOUNT` metadata.
+fn parse_node(node: &Node) -> Result<Peer, String> {
+    let bad = |why: &str| {
+        format!(
+            "node id {:?} is not <type>~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>: {why}",
+            node.id
+        )
+    };
+    let parts: Vec<&str> = node.id.split('~').collect();
+    let [proxy_type, ip, pod, _domain] = parts.as_slice() else {
+        return Err(bad("it needs exactly four parts separated by '~'"));
+    };
+    if !matches!(*proxy_type, "ztunnel" | "waypoint" | "sidecar" | "router") {
+        return Err(bad("the type must be ztunnel, waypoint, sidecar or router"));
+    }
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(bad("the second part must be an IP address"));
+    }
+    let metadata = |key: &str| -> Option<String> {
+        use envoy_types::pb::google::protobuf::value::Kind;
+        let value = node.metadata.as_ref()?.fields.get(key)?;
+        match &value.kind {
+            Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    };
+    let namespace = metadata("NAMESPACE")
+        .or_else(|| pod.split_once('.').map(|(_, ns)| ns.to_string()))
+        .unwrap_or_default();
+    Ok(Peer {
+        node: node.id.clone(),
+        proxy_type: proxy_type.to_string(),
+        namespace,
+        service_account: metadata("SERVICE_ACCOUNT"),
+    })
+}
+
 fn xds_resource(kind: XdsType, resource: &Resource) -> XdsResource {
     XdsResource {
         name: resource.name.to_string(),
@@ -362,5 +627,80 @@ fn xds_resource(kind: XdsType, resource: &Resource) -> XdsResource {
             value: resource.body.to_vec(),
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, meta: &[(&str, &str)]) -> Node {
+        use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+        Node {
+            id: id.to_string(),
+            metadata: Some(Struct {
+                fields: meta
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            Value {
+                                kind: Some(Kind::StringValue(v.to_string())),
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn node_ids_parse_as_istiod_reads_them() {
+        let zt = "ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.svc.cluster.local";
+        let p = parse_node(&node(zt, &[])).unwrap();
+        assert_eq!(
+            (
+                p.proxy_type.as_str(),
+                p.namespace.as_str(),
+                p.service_account
+            ),
+            ("ztunnel", "istio-system", None)
+        );
+        let p = parse_node(&node(
+            zt,
+            &[("NAMESPACE", "kube-system"), ("SERVICE_ACCOUNT", "zt")],
+        ))
+        .unwrap();
+        assert_eq!(
+            (p.namespace.as_str(), p.service_account.as_deref()),
+            ("kube-system", Some("zt"))
+        );
+    }
+
+    #[test]
+    fn malformed_node_ids_are_refused_with_the_reason() {
+        for (id, why) in [
+            ("ztunnel", "exactly four parts"),
+            ("ztunnel~1.2.3.4~a.b", "exactly four parts"),
+            ("proxy~1.2.3.4~a.b~b.svc.cluster.local", "the type must be"),
+            ("ztunnel~not-an-ip~a.b~b.svc.cluster.local", "IP address"),
+        ] {
+            let err = parse_node(&node(id, &[])).unwrap_err();
+            assert!(err.contains(why), "{id}: {err}");
+            assert!(err.contains(id), "{id}: {err}");
+        }
+    }
+
+    #[test]
+    fn max_age_jitter_stays_within_ten_percent_and_spreads() {
+        let age = Duration::from_secs(1800);
+        let ages: std::collections::BTreeSet<Duration> =
+            (0..100).map(|id| jittered(age, id)).collect();
+        assert!(
+            ages.iter()
+                .all(|a| *a >= age.mul_f64(0.9) && *a <= age.mul_f64(1.1))
+        );
+        assert!(ages.len() > 90, "{} distinct ages", ages.len());
     }
 }

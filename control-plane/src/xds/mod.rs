@@ -14,6 +14,9 @@ mod connection;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ambient_ca::Authenticator;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -31,9 +34,55 @@ use crate::index::{Changes, Index};
 /// Responses a connection may have queued towards a slow client before its task waits.
 const CONNECTION_BUFFER: usize = 16;
 
-/// Change notifications buffered per connection; a connection that falls further behind recomputes
-/// everything against what it sent, which gives the same result.
-const NOTIFY_BUFFER: usize = 1024;
+/// Change reports kept for connections that have not read them yet; a connection that falls further
+/// behind ends its stream with `Unavailable` and is compared afresh when its client reconnects.
+const NOTIFY_BUFFER: usize = 4096;
+
+/// How streams are admitted and how long they live.
+#[derive(Clone)]
+pub struct XdsConfig {
+    /// Tried in order on each stream's first request; `None` admits every caller.
+    pub authenticators: Option<Arc<[Arc<dyn Authenticator>]>>,
+    /// The trust domain of identities (for the `none` authenticator's view of the caller).
+    pub trust_domain: String,
+    /// Streams end with `Unavailable` after this long (±10 %), so clients rebalance across replicas.
+    pub max_connection_age: Option<Duration>,
+    /// Change reports kept for connections that have not read them yet.
+    pub change_log: usize,
+}
+
+impl Default for XdsConfig {
+    fn default() -> Self {
+        XdsConfig {
+            authenticators: None,
+            trust_domain: "cluster.local".to_string(),
+            max_connection_age: None,
+            change_log: NOTIFY_BUFFER,
+        }
+    }
+}
+
+impl std::fmt::Debug for XdsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Option<Vec<&str>> = self
+            .authenticators
+            .as_ref()
+            .map(|a| a.iter().map(|a| a.name()).collect());
+        f.debug_struct("XdsConfig")
+            .field("authenticators", &names)
+            .field("trust_domain", &self.trust_domain)
+            .field("max_connection_age", &self.max_connection_age)
+            .field("change_log", &self.change_log)
+            .finish()
+    }
+}
+
+/// One change report: what changed, and the index generation it brought the index to.
+#[derive(Debug)]
+struct Notice {
+    generation: u64,
+    changes: Changes,
+}
 
 /// Counters shared by the server and its notifier.
 #[derive(Debug, Default)]
@@ -46,7 +95,8 @@ struct Stats {
 #[derive(Debug)]
 struct Shared {
     index: Arc<RwLock<Index>>,
-    changes: broadcast::Sender<Arc<Changes>>,
+    config: XdsConfig,
+    changes: broadcast::Sender<Arc<Notice>>,
     shutdown: watch::Receiver<bool>,
     stats: Arc<Stats>,
 }
@@ -60,25 +110,33 @@ pub struct XdsServer {
 /// Tells the connections of one [`XdsServer`] what changed in the index, and when to stop.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    changes: broadcast::Sender<Arc<Changes>>,
+    index: Arc<RwLock<Index>>,
+    changes: broadcast::Sender<Arc<Notice>>,
     shutdown: Arc<watch::Sender<bool>>,
     stats: Arc<Stats>,
 }
 
 impl XdsServer {
+    /// A server that admits every caller and keeps streams open for as long as they last.
     pub fn new(index: Arc<RwLock<Index>>) -> (XdsServer, Notifier) {
-        let (changes, _) = broadcast::channel(NOTIFY_BUFFER);
+        XdsServer::with_config(index, XdsConfig::default())
+    }
+
+    pub fn with_config(index: Arc<RwLock<Index>>, config: XdsConfig) -> (XdsServer, Notifier) {
+        let (changes, _) = broadcast::channel(config.change_log.max(1));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let stats = Arc::new(Stats::default());
         let server = XdsServer {
             shared: Arc::new(Shared {
-                index,
+                index: Arc::clone(&index),
+                config,
                 changes: changes.clone(),
                 shutdown,
                 stats: stats.clone(),
             }),
         };
         let notifier = Notifier {
+            index,
             changes,
             shutdown: Arc::new(shutdown_tx),
             stats,
@@ -92,13 +150,22 @@ impl XdsServer {
 }
 
 impl Notifier {
-    /// Reports what one `apply`/`delete`/`reset` changed; call it after the index write lock is released.
+    /// Reports what one `apply`/`delete`/`reset` (or a batch of them) changed; call it after the index
+    /// write lock is released and before the next write.
     pub fn notify(&self, changes: &Changes) {
         if changes.is_empty() {
             return;
         }
+        let generation = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .generation();
         // No receivers means no connections: nothing to tell.
-        let _ = self.changes.send(Arc::new(changes.clone()));
+        let _ = self.changes.send(Arc::new(Notice {
+            generation,
+            changes: changes.clone(),
+        }));
     }
 
     /// Ends every open stream, and every stream opened later, with `Unavailable` so that clients reconnect
@@ -145,7 +212,17 @@ impl AggregatedDiscoveryService for XdsServer {
             .fetch_add(1, Ordering::Relaxed)
             + 1;
         let (tx, rx) = mpsc::channel(CONNECTION_BUFFER);
-        let conn = connection::Connection::new(id, self.shared.clone(), tx);
+        let opening = connection::Opening {
+            metadata: request.metadata().clone(),
+            peer_certificates: request.peer_certs().or_else(|| {
+                request
+                    .extensions()
+                    .get::<ambient_ca::PeerCertificates>()
+                    .map(|p| p.0.clone())
+            }),
+            remote_addr: request.remote_addr(),
+        };
+        let conn = connection::Connection::new(id, self.shared.clone(), tx, opening);
         tokio::spawn(conn.run(request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

@@ -91,6 +91,7 @@ impl Lab {
 /// An in-process server, stopped by [`Running::stop`].
 pub struct Running {
     pub addr: SocketAddr,
+    pub xds_plaintext_addr: Option<SocketAddr>,
     pub root_pem: String,
     pub root_path: PathBuf,
     pub serving: Arc<ServingTls>,
@@ -104,6 +105,7 @@ pub async fn start(cfg: ServeConfig) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
     let running = Running {
         addr: server.grpc_addr(),
+        xds_plaintext_addr: server.xds_plaintext_addr(),
         root_pem: server.root_bundle_pem().to_string(),
         root_path: server.root_bundle_path().to_path_buf(),
         serving: server.serving(),
