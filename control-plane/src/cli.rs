@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// as on the TLS port, so only `tokens=FILE` (or `none`) can admit them here.
     #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr, default_value = "127.0.0.1:15010")]
     pub xds_plaintext_addr: OptionalAddr,
+    /// Address of the admin HTTP listener (`/ready`, `/metrics`, `/debug/*` for `ambientd zc`), or `off`.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr, default_value = "127.0.0.1:15014")]
+    pub admin_addr: OptionalAddr,
     /// xDS streams end with `Unavailable` after this long (±10 %), so that proxies spread over replicas
     /// again; `0` keeps streams open indefinitely.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
@@ -146,6 +149,7 @@ impl ServeArgs {
             settings: self.mesh.settings(),
             grpc_addr: self.grpc_addr,
             xds_plaintext_addr: self.xds_plaintext_addr.0,
+            admin_addr: self.admin_addr.0,
             max_connection_age: Some(self.max_connection_age).filter(|age| !age.is_zero()),
             shutdown_grace: self.shutdown_grace,
             state_dir: self.ca.state_dir.clone(),

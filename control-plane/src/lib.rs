@@ -5,14 +5,17 @@
 //! reports which names changed, and the edges (dump, `serve`, xDS) read the index.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod ca_cli;
 pub mod cli;
 pub mod dump;
 pub mod explain;
 pub mod generate;
 pub mod index;
+pub mod metrics;
 pub mod model;
 pub mod serve;
 pub mod source;
 pub mod testing;
 pub mod xds;
+pub mod zc;

@@ -76,6 +76,9 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// What a running `ambientd serve` holds and sends, from its admin API: workloads, services,
+    /// policies, waypoints, connected proxies, certificates, and who is in sync.
+    Zc(ambient_control_plane::zc::ZcArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +143,25 @@ fn main() -> Result<()> {
         Command::Watch { config_dir, mesh } => watch(config_dir, mesh),
         Command::Serve(args) => serve(*args),
         Command::Ca { command } => ca(command),
+        Command::Zc(args) => zc(args),
+    }
+}
+
+fn zc(args: ambient_control_plane::zc::ZcArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match runtime.block_on(ambient_control_plane::zc::run(args, &mut out)) {
+        // The reader went away (`zc ... | head`): not an error.
+        Err(ambient_control_plane::zc::ZcError::Write(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(())
+        }
+        other => Ok(other?),
     }
 }
 

@@ -45,7 +45,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::admin::{self, AdminState};
 use crate::index::{Changes, Index, Settings};
+use crate::metrics::Metrics;
 use crate::source::Event;
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
 use crate::xds::{Notifier, XdsConfig, XdsServer};
@@ -98,6 +100,8 @@ pub struct ServeConfig {
     pub grpc_addr: SocketAddr,
     /// Plaintext delta xDS listener, if any ([`Server::xds_plaintext_addr`] tells the bound address).
     pub xds_plaintext_addr: Option<SocketAddr>,
+    /// Admin HTTP listener (`/ready`, `/metrics`, `/debug/*`), if any ([`Server::admin_addr`]).
+    pub admin_addr: Option<SocketAddr>,
     /// xDS streams end with `Unavailable` after this long (±10 %); `None`: never.
     pub max_connection_age: Option<Duration>,
     /// After the shutdown signal, how long open calls may take to finish before the server exits anyway.
@@ -123,13 +127,15 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// The file-mode defaults: `127.0.0.1:15012`, SANs `localhost` and `127.0.0.1`, client-certificate
     /// authentication, `istio-system/ztunnel` as the node account, 24 h certificates, 30 min streams,
-    /// 10 s shutdown grace. No plaintext listener (the command line adds `127.0.0.1:15010`).
+    /// 10 s shutdown grace. No plaintext xDS or admin listener (the command line adds `127.0.0.1:15010`
+    /// and `127.0.0.1:15014`).
     pub fn new(config_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             config_dir: config_dir.into(),
             settings: Settings::default(),
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15012),
             xds_plaintext_addr: None,
+            admin_addr: None,
             max_connection_age: Some(Duration::from_secs(30 * 60)),
             shutdown_grace: Duration::from_secs(10),
             state_dir: state_dir.into(),
@@ -227,6 +233,10 @@ pub struct Server {
     grpc_addr: SocketAddr,
     plaintext_listener: Option<TcpListener>,
     xds_plaintext_addr: Option<SocketAddr>,
+    admin_listener: Option<TcpListener>,
+    admin_addr: Option<SocketAddr>,
+    admin: AdminState,
+    metrics: Arc<Metrics>,
     ca: Arc<CertificateAuthority>,
     root_bundle: PathBuf,
     serving: Arc<ServingTls>,
@@ -257,6 +267,7 @@ impl Server {
         if config.auth.contains(&AuthMethod::None) {
             let mut listeners = vec![config.grpc_addr];
             listeners.extend(config.xds_plaintext_addr);
+            listeners.extend(config.admin_addr);
             TrustAllAuthenticator::ensure_loopback(&listeners)?;
         }
 
@@ -325,15 +336,39 @@ impl Server {
             },
         );
 
+        let metrics = Arc::new(Metrics::new());
+        metrics.register_index(Arc::clone(&index));
+        {
+            let ca_service = ca_service.clone();
+            metrics.register_ca(move || ca_service.metrics());
+        }
         let (xds, notifier) = XdsServer::with_config(
             Arc::clone(&index),
             XdsConfig {
                 authenticators: Some(authenticators.into()),
                 trust_domain: ca.trust_domain().to_string(),
                 max_connection_age: config.max_connection_age,
+                metrics: Some(Arc::clone(&metrics)),
                 ..XdsConfig::default()
             },
         );
+        let admin = {
+            let ca_service = ca_service.clone();
+            let serving = Arc::clone(&serving);
+            let source = watch.source();
+            AdminState::new(Arc::clone(&index), Arc::clone(&metrics))
+                .with_connections(xds.registry())
+                .with_certs(move || {
+                    admin::views::certs(&ca_service.authority(), &serving, &ca_service.metrics())
+                })
+                .with_config(admin::serve_config_json(&config))
+                .with_source_diagnostics(move || {
+                    source
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .diagnostics()
+                })
+        };
 
         let (listener, grpc_addr) = bind(config.grpc_addr, "--grpc-addr").await?;
         let (plaintext_listener, xds_plaintext_addr) = match config.xds_plaintext_addr {
@@ -343,8 +378,15 @@ impl Server {
             }
             None => (None, None),
         };
-        info!(%grpc_addr, xds_plaintext = ?xds_plaintext_addr, root_bundle = %root_bundle.display(),
-            "listening");
+        let (admin_listener, admin_addr) = match config.admin_addr {
+            Some(addr) => {
+                let (l, addr) = bind(addr, "--admin-addr").await?;
+                (Some(l), Some(addr))
+            }
+            None => (None, None),
+        };
+        info!(%grpc_addr, xds_plaintext = ?xds_plaintext_addr, admin = ?admin_addr,
+            root_bundle = %root_bundle.display(), "listening");
 
         Ok(Server {
             config,
@@ -352,6 +394,10 @@ impl Server {
             grpc_addr,
             plaintext_listener,
             xds_plaintext_addr,
+            admin_listener,
+            admin_addr,
+            admin,
+            metrics,
             ca,
             root_bundle,
             serving,
@@ -373,6 +419,11 @@ impl Server {
     /// The address of the plaintext xDS listener, when there is one.
     pub fn xds_plaintext_addr(&self) -> Option<SocketAddr> {
         self.xds_plaintext_addr
+    }
+
+    /// The address of the admin HTTP listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The root bundle file (PEM) that clients must trust.
@@ -413,6 +464,12 @@ impl Server {
             let _ = writeln!(
                 out,
                 "  xds plaintext: {addr} (delta ADS without TLS; callers still authenticate)"
+            );
+        }
+        if let Some(addr) = self.admin_addr {
+            let _ = writeln!(
+                out,
+                "  admin:         http://{addr} (/ready, /metrics, /debug/*; `ambientd zc --admin http://{addr}`)"
             );
         }
         let _ = writeln!(out, "  root bundle:   {}", self.root_bundle.display());
@@ -548,6 +605,9 @@ impl Server {
             listener,
             grpc_addr,
             plaintext_listener,
+            admin_listener,
+            admin,
+            metrics,
             serving,
             ca_service,
             xds,
@@ -559,7 +619,14 @@ impl Server {
         } = self;
 
         let index_task = tokio::spawn(
-            follow_source(events, Arc::clone(&index), notifier.clone()).in_current_span(),
+            follow_source(
+                events,
+                Arc::clone(&index),
+                notifier.clone(),
+                Arc::clone(&metrics),
+                watch.source(),
+            )
+            .in_current_span(),
         );
         let renew_task = tokio::spawn(
             renew_serving(Arc::clone(&serving), config.serving_renew_interval).in_current_span(),
@@ -587,6 +654,14 @@ impl Server {
                 .in_current_span(),
             )
         });
+        let admin_task = admin_listener.map(|listener| {
+            let mut stopped = stop_tx.subscribe();
+            admin::spawn(listener, admin.clone(), async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+        });
+        // Listening sockets are bound and the index is loaded: ready.
+        admin.set_ready(true);
         let grpc = tonic::transport::Server::builder()
             .add_service(ca_service.into_server())
             .add_service(xds.into_service())
@@ -600,6 +675,7 @@ impl Server {
             res = &mut grpc => res,
             () = &mut shutdown => {
                 info!("shutting down: no new connections; open calls may finish");
+                admin.set_ready(false);
                 // xDS streams end with Unavailable so that ztunnels reconnect (to another replica) with backoff.
                 notifier.shutdown();
                 let _ = stop_tx.send(true);
@@ -615,6 +691,10 @@ impl Server {
         };
         if let Some(task) = plaintext {
             task.abort();
+        }
+        if let Some(task) = admin_task {
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
         renew_task.abort();
         index_task.abort();
@@ -664,8 +744,31 @@ async fn follow_source(
     mut events: mpsc::Receiver<Vec<Event>>,
     index: Arc<RwLock<Index>>,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
+    source: Arc<std::sync::Mutex<FileSource>>,
 ) {
+    let mut known_problems: std::collections::BTreeSet<String> = source
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .diagnostics()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
     while let Some(batch) = events.recv().await {
+        metrics.source_batch(&batch);
+        // Documents that newly failed to read count as source errors.
+        let problems: std::collections::BTreeSet<String> = source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .diagnostics()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        let new = problems.difference(&known_problems).count() as u64;
+        if new > 0 {
+            metrics.source_errors("files", new);
+        }
+        known_problems = problems;
         let mut changes = Changes::default();
         {
             let mut index = index.write().unwrap_or_else(PoisonError::into_inner);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ambient_control_plane::index::Index;
 use ambient_control_plane::model::{Kind, Object, ObjectRef};
 use ambient_control_plane::testing::*;
-use ambient_control_plane::xds::{Notifier, XdsConfig, XdsServer};
+use ambient_control_plane::xds::{Notifier, XdsConfig, XdsRegistry, XdsServer};
 use ambient_proto::security::Authorization;
 use ambient_proto::workload::{Address, address};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
@@ -36,6 +36,7 @@ const NODE_ID: &str = "ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.sv
 struct Harness {
     index: Arc<RwLock<Index>>,
     notifier: Notifier,
+    registry: Arc<XdsRegistry>,
     addr: SocketAddr,
 }
 
@@ -49,6 +50,7 @@ impl Harness {
         all.extend(objects);
         let index = Arc::new(RwLock::new(Index::build(test_settings(), all)));
         let (server, notifier) = XdsServer::with_config(index.clone(), config);
+        let registry = server.registry();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
@@ -59,6 +61,7 @@ impl Harness {
         Harness {
             index,
             notifier,
+            registry,
             addr,
         }
     }
@@ -700,4 +703,109 @@ async fn a_stream_that_falls_behind_the_change_log_is_ended_and_resyncs_on_recon
     let mut zt = h.connect(&[]).await;
     let got = zt.initial().await;
     assert_eq!(got[ADDRESS_TYPE_URL].resources.len(), 64);
+}
+
+// ---- what the admin API sees -------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_registry_shows_each_stream_with_what_it_was_sent_and_acked() {
+    use ambient_control_plane::admin::ConnectionRegistry;
+    let policy = authorization_policy("ns", "allow-a")
+        .selector("app", "a")
+        .build();
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), policy]).await;
+    let registry = h.registry.clone();
+    assert!(registry.connections().is_empty());
+
+    let mut zt = h.connect(&[]).await;
+    let first = zt.recv_ack().await; // Authorization
+    let second = zt.recv().await; // Address, not yet ACKed
+    assert_eq!(second.type_url, ADDRESS_TYPE_URL);
+
+    let p1 = uid("ns", "p1");
+    let current = version_of(&h, &p1);
+    let sync = registry.sync(ADDRESS_TYPE_URL, &p1);
+    assert_eq!(sync.len(), 1);
+    assert_eq!(sync[0].node_id, NODE_ID);
+    assert_eq!(sync[0].sent_version.as_deref(), Some(current.as_str()));
+    assert_eq!(sync[0].acked_version, None, "not ACKed yet");
+
+    zt.ack(&second).await;
+    // The ACK is handled by the stream's task: wait for the registry to show it.
+    let acked = wait_for(|| {
+        registry.sync(ADDRESS_TYPE_URL, &p1)[0]
+            .acked_version
+            .clone()
+    })
+    .await;
+    assert_eq!(acked, current);
+
+    let conns = registry.connections();
+    assert_eq!(conns.len(), 1);
+    let c = &conns[0];
+    assert_eq!(
+        (c.node_id.as_str(), c.proxy_type.as_str()),
+        (NODE_ID, "ztunnel")
+    );
+    let by_type: BTreeMap<&str, _> = c.types.iter().map(|t| (t.type_url.as_str(), t)).collect();
+    let address = by_type[ADDRESS_TYPE_URL];
+    assert!(address.subscribed);
+    assert_eq!(address.resources_sent, 1);
+    assert_eq!(
+        address.last_sent_nonce.as_deref(),
+        Some(second.nonce.as_str())
+    );
+    assert_eq!(
+        address.last_acked_nonce.as_deref(),
+        Some(second.nonce.as_str())
+    );
+    let authorization = by_type[AUTHORIZATION_TYPE_URL];
+    assert_eq!(
+        authorization.last_acked_nonce.as_deref(),
+        Some(first.nonce.as_str())
+    );
+    assert_eq!(authorization.last_nack, None);
+
+    // A NACK is shown with its message, and the rejected name is not counted as held.
+    h.apply(app_pod("p2", "10.0.0.2"));
+    let push = zt.recv().await;
+    let p2 = uid("ns", "p2");
+    zt.nack(&push, &format!("{p2}: invalid IP length 3")).await;
+    let nack = wait_for(|| {
+        registry.connections()[0]
+            .types
+            .iter()
+            .find(|t| t.type_url == ADDRESS_TYPE_URL)
+            .and_then(|t| t.last_nack.clone())
+    })
+    .await;
+    assert_eq!(nack.nonce, push.nonce);
+    assert_eq!(nack.message, format!("{p2}: invalid IP length 3"));
+    assert_eq!(registry.sync(ADDRESS_TYPE_URL, &p2)[0].acked_version, None);
+    // ... while p1, unchanged, still is.
+    assert_eq!(
+        registry.sync(ADDRESS_TYPE_URL, &p1)[0]
+            .acked_version
+            .as_deref(),
+        Some(current.as_str())
+    );
+
+    drop(zt);
+    wait_for(|| registry.connections().is_empty().then_some(())).await;
+}
+
+/// Polls `probe` until it yields a value; the stream tasks update the registry asynchronously and
+/// nothing else signals it.
+async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::task::yield_now().await;
+    }
 }

@@ -8,11 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
-};
 use support::*;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -28,36 +25,6 @@ fn copy_dir(from: &Path, to: &Path) {
         if path.extension().is_some_and(|e| e == "yaml") {
             std::fs::copy(&path, to.join(entry.file_name())).expect("copy");
         }
-    }
-}
-
-/// The first request of a type, as ztunnel sends it (§3.2): wildcard, node on every initial request.
-fn initial(type_url: &str) -> DeltaDiscoveryRequest {
-    DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: "ztunnel~10.244.0.6~ztunnel-w7k2p.istio-system~istio-system.svc.cluster.local"
-                .into(),
-            ..Default::default()
-        }),
-        type_url: type_url.into(),
-        ..Default::default()
-    }
-}
-
-fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    request
-}
-
-fn ack(resp: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
-    DeltaDiscoveryRequest {
-        type_url: resp.type_url.clone(),
-        response_nonce: resp.nonce.clone(),
-        ..Default::default()
     }
 }
 

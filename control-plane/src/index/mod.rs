@@ -232,6 +232,9 @@ pub struct Index {
     changes: Changes,
     /// Counts the operations that changed a resource; see [`Index::generation`].
     generation: u64,
+    /// The generation at which each address / authorization last changed (absent: since the build).
+    address_generations: HashMap<Arc<str>, u64>,
+    authorization_generations: HashMap<Arc<str>, u64>,
 }
 
 impl Index {
@@ -268,6 +271,24 @@ impl Index {
     /// every resource at generation `g` can skip change reports made at or before `g`.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The generation at which this address got its current content (0: since the index was built);
+    /// `None` when there is no such address.
+    pub fn address_generation(&self, name: &str) -> Option<u64> {
+        self.addresses
+            .contains_key(name)
+            .then(|| self.address_generations.get(name).copied().unwrap_or(0))
+    }
+
+    /// As [`Index::address_generation`], for an authorization.
+    pub fn authorization_generation(&self, name: &str) -> Option<u64> {
+        self.authorizations.contains_key(name).then(|| {
+            self.authorization_generations
+                .get(name)
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// Every `istio.workload.Address` resource, by xDS name.
@@ -348,8 +369,24 @@ impl Index {
         let changes = std::mem::take(&mut self.changes);
         if !changes.is_empty() {
             self.generation += 1;
+            self.note_generations(&changes);
         }
         changes
+    }
+
+    /// Records the current generation for every name `changes` touched.
+    fn note_generations(&mut self, changes: &Changes) {
+        for (names, generations) in [
+            (&changes.addresses, &mut self.address_generations),
+            (&changes.authorizations, &mut self.authorization_generations),
+        ] {
+            for name in &names.changed {
+                generations.insert(name.clone(), self.generation);
+            }
+            for name in &names.removed {
+                generations.remove(name);
+            }
+        }
     }
 
     /// Replaces the whole input with `objects` and reports the difference.
@@ -383,8 +420,14 @@ impl Index {
             }
         }
         let generation = self.generation + u64::from(!changes.is_empty());
+        let address_generations = std::mem::take(&mut self.address_generations);
+        let authorization_generations = std::mem::take(&mut self.authorization_generations);
         *self = fresh;
         self.generation = generation;
+        // Unchanged names keep the generation they had; changed ones get this one.
+        self.address_generations = address_generations;
+        self.authorization_generations = authorization_generations;
+        self.note_generations(&changes);
         changes
     }
 

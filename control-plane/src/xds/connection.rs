@@ -12,9 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use ambient_ca::{Identity, RequestInfo};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
@@ -30,13 +30,15 @@ use tonic::metadata::MetadataMap;
 use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::registry::Status as StreamStatus;
 use super::{Notice, Shared};
 use crate::index::{Changes, Index, NameChanges, Resource};
+use crate::metrics::ConnectedProxy;
 
 /// The two types served. Authorization comes first: a Workload must never name a policy the client has
 /// not been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum XdsType {
+pub(super) enum XdsType {
     Authorization,
     Address,
 }
@@ -44,7 +46,7 @@ enum XdsType {
 impl XdsType {
     const PUSH_ORDER: [XdsType; 2] = [XdsType::Authorization, XdsType::Address];
 
-    fn from_type_url(type_url: &str) -> Option<XdsType> {
+    pub(super) fn from_type_url(type_url: &str) -> Option<XdsType> {
         match type_url {
             ADDRESS_TYPE_URL => Some(XdsType::Address),
             AUTHORIZATION_TYPE_URL => Some(XdsType::Authorization),
@@ -52,7 +54,7 @@ impl XdsType {
         }
     }
 
-    fn type_url(self) -> &'static str {
+    pub(super) fn type_url(self) -> &'static str {
         match self {
             XdsType::Address => ADDRESS_TYPE_URL,
             XdsType::Authorization => AUTHORIZATION_TYPE_URL,
@@ -86,8 +88,21 @@ struct TypeState {
     /// Names to send again (current version) or remove, at the next response; `true` for names that
     /// did not exist when the last response was computed (the client cannot hold them).
     dirty: BTreeMap<Arc<str>, bool>,
-    /// The nonce of the response still waiting for its ACK or NACK.
-    pending: Option<String>,
+    /// The latest change report folded into `dirty`, and when the oldest one not yet sent was made.
+    dirty_generation: u64,
+    dirty_since: Option<Instant>,
+    /// The response still waiting for its ACK or NACK.
+    pending: Option<Pending>,
+}
+
+/// A response sent and not yet answered.
+#[derive(Debug)]
+struct Pending {
+    nonce: String,
+    /// It carries every change report up to this generation.
+    covers: u64,
+    /// When the oldest change it carries was made (`None` for an initial response).
+    since: Option<Instant>,
 }
 
 impl TypeState {
@@ -106,6 +121,8 @@ struct Peer {
     node: String,
     /// The node type: the part of the id before the first `~` (`ztunnel`, `waypoint`, ...).
     proxy_type: String,
+    /// `NODE_NAME` of the metadata: the Kubernetes node the proxy runs on.
+    node_name: Option<String>,
     namespace: String,
     service_account: Option<String>,
 }
@@ -127,6 +144,10 @@ pub(super) struct Connection {
     nonces: u64,
     address: TypeState,
     authorization: TypeState,
+    /// What the admin API sees of this stream (from the first request on).
+    status: Option<Arc<Mutex<StreamStatus>>>,
+    /// Keeps the stream counted as a connected proxy.
+    _counted: Option<ConnectedProxy>,
 }
 
 /// How the stream ended.
@@ -162,6 +183,16 @@ impl Connection {
             nonces: 0,
             address: TypeState::default(),
             authorization: TypeState::default(),
+            status: None,
+            _counted: None,
+        }
+    }
+
+    /// Updates what the admin API shows for `kind`.
+    fn report(&self, kind: XdsType, update: impl FnOnce(&mut super::registry::TypeStatus)) {
+        if let Some(status) = &self.status {
+            let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
+            update(status.of(kind));
         }
     }
 
@@ -178,6 +209,9 @@ impl Connection {
 
     pub(super) async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
         let end = self.serve(&mut requests).await;
+        if self.status.is_some() {
+            self.shared.registry.remove(self.id);
+        }
         let status = match end {
             End::Client => {
                 info!(
@@ -333,7 +367,10 @@ impl Connection {
                     if state.subscribed
                         && state.initial.is_none()
                         && notice.generation > state.compared_at
+                        && !names.is_empty()
                     {
+                        state.dirty_generation = state.dirty_generation.max(notice.generation);
+                        state.dirty_since.get_or_insert(notice.at);
                         for name in &names.changed {
                             let new = names.added.contains(name);
                             state.dirty.entry(name.clone()).or_insert(new);
@@ -346,6 +383,8 @@ impl Connection {
                                 state.dirty.insert(name.clone(), false);
                             }
                         }
+                        let pending = state.dirty.len() as u64;
+                        self.report(kind, |t| t.pending_names = pending);
                     }
                 }
                 Ok(())
@@ -384,19 +423,54 @@ impl Connection {
         let id = self.id;
         let node = self.node().to_string();
         let stats = self.shared.stats.clone();
-        let state = self.state(kind);
         if !request.response_nonce.is_empty() {
-            if state.pending.as_deref() == Some(request.response_nonce.as_str()) {
-                state.pending = None;
-            }
-            if let Some(error) = &request.error_detail {
-                stats.nacks.fetch_add(1, Ordering::Relaxed);
-                // The same content is not sent again; a later change of those resources is.
-                warn!(conn = id, node, type_url = kind.type_url(), nonce = %request.response_nonce,
-                    message = %error.message, "xDS NACK");
+            let state = self.state(kind);
+            let answered = match &state.pending {
+                Some(p) if p.nonce == request.response_nonce => state.pending.take(),
+                _ => None,
+            };
+            let metrics = self.shared.config.metrics.clone();
+            match &request.error_detail {
+                None => {
+                    if let Some(m) = &metrics {
+                        m.acked(
+                            kind.type_url(),
+                            answered.as_ref().and_then(|p| p.since).map(|t| t.elapsed()),
+                        );
+                    }
+                    self.report(kind, |t| {
+                        t.last_acked_nonce = Some(request.response_nonce.clone());
+                        if let Some(p) = &answered {
+                            t.acked_generation = Some(p.covers);
+                        }
+                    });
+                }
+                Some(error) => {
+                    stats.nacks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &metrics {
+                        m.nacked(kind.type_url());
+                    }
+                    // The same content is not sent again; a later change of those resources is.
+                    warn!(conn = id, node, type_url = kind.type_url(), nonce = %request.response_nonce,
+                        message = %error.message, "xDS NACK");
+                    let rejected = nacked_names(&error.message);
+                    self.report(kind, |t| {
+                        t.last_nack = Some((
+                            request.response_nonce.clone(),
+                            error.message.clone(),
+                            SystemTime::now(),
+                        ));
+                        // The valid resources of a NACKed response are applied (ztunnel §3.3).
+                        if let Some(p) = &answered {
+                            t.acked_generation = Some(p.covers);
+                        }
+                        t.nacked.extend(rejected);
+                    });
+                }
             }
             return Ok(());
         }
+        let state = self.state(kind);
         if state.subscribed {
             // A later subscription request (on-demand): not served here.
             debug!(
@@ -409,6 +483,7 @@ impl Connection {
         }
         state.subscribed = true;
         state.dirty.clear();
+        state.dirty_since = None;
         state.initial = Some(
             request
                 .initial_resource_versions
@@ -421,6 +496,7 @@ impl Connection {
                 })
                 .collect(),
         );
+        self.report(kind, |t| t.subscribed = true);
         Ok(())
     }
 
@@ -494,13 +570,38 @@ impl Connection {
             info!(conn = self.id, node = %peer.node, remote = ?self.opening.remote_addr,
                 "xDS stream opened");
         }
+        tracing::Span::current().record("node", peer.node.as_str());
+        self.status = Some(
+            self.shared.registry.insert(
+                self.id,
+                StreamStatus {
+                    node_id: peer.node.clone(),
+                    node_name: peer.node_name.clone(),
+                    proxy_type: peer.proxy_type.clone(),
+                    peer_addr: self
+                        .opening
+                        .remote_addr
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    connected_since: SystemTime::now(),
+                    authorization: Default::default(),
+                    address: Default::default(),
+                },
+            ),
+        );
+        self._counted = self
+            .shared
+            .config
+            .metrics
+            .as_ref()
+            .map(|m| m.proxy_connected(&peer.proxy_type));
         self.peer = Some(peer);
         Ok(())
     }
 
     /// Sends what changed for `kind` since the last response: `Ok(false)` when the client is gone.
     async fn push(&mut self, kind: XdsType) -> Result<bool, End> {
-        let (resources, removed, first) = {
+        let (resources, removed, first, covers, since) = {
             let index = self
                 .shared
                 .index
@@ -533,6 +634,7 @@ impl Connection {
                 gone.sort_unstable();
                 removed = gone;
                 state.compared_at = generation;
+                state.dirty_generation = generation;
                 state.dirty.clear();
             } else {
                 for (name, new) in std::mem::take(&mut state.dirty) {
@@ -543,17 +645,53 @@ impl Connection {
                     }
                 }
             }
-            (resources, removed, first)
+            let since = if first {
+                None
+            } else {
+                state.dirty_since.take()
+            };
+            (resources, removed, first, state.dirty_generation, since)
         };
         if resources.is_empty() && removed.is_empty() && !first {
+            self.report(kind, |t| {
+                t.pending_names = 0;
+                t.sent_generation = Some(covers);
+                if t.acked_generation.is_some() {
+                    t.acked_generation = Some(covers);
+                }
+            });
             return Ok(true);
         }
         let response = self.response(kind.type_url().to_string(), resources, removed);
         debug!(conn = self.id, node = self.node(), type_url = kind.type_url(),
             nonce = %response.nonce, resources = response.resources.len(),
             removed = response.removed_resources.len(), "xDS push");
-        self.state(kind).pending = Some(response.nonce.clone());
-        Ok(self.tx.send(Ok(response)).await.is_ok())
+        self.state(kind).pending = Some(Pending {
+            nonce: response.nonce.clone(),
+            covers,
+            since,
+        });
+        let count = response.resources.len();
+        if self.status.is_some() {
+            let sent: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
+            self.report(kind, |t| {
+                t.last_sent_nonce = Some(response.nonce.clone());
+                t.last_sent_at = Some(SystemTime::now());
+                t.resources_sent += count as u64;
+                t.pending_names = 0;
+                t.sent_generation = Some(covers);
+                if !t.nacked.is_empty() {
+                    for name in &sent {
+                        t.nacked.remove(*name);
+                    }
+                }
+            });
+        }
+        let sent = self.tx.send(Ok(response)).await.is_ok();
+        if let Some(m) = &self.shared.config.metrics {
+            m.pushed(kind.type_url(), count, since.map(|t| t.elapsed()));
+        }
+        Ok(sent)
     }
 
     fn response(
@@ -571,6 +709,18 @@ impl Connection {
             ..Default::default()
         }
     }
+}
+
+/// The resource names of a NACK message in ztunnel's form `<name>: <error>; <name2>: <error2>`.
+fn nacked_names(message: &str) -> Vec<Arc<str>> {
+    message
+        .split("; ")
+        .filter_map(|part| {
+            part.split_once(": ")
+                .map(|(name, _)| Arc::from(name.trim()))
+        })
+        .filter(|name: &Arc<str>| !name.is_empty())
+        .collect()
 }
 
 /// `age` ± 10 %, spread by connection so that streams opened together do not all end together.
@@ -615,6 +765,7 @@ fn parse_node(node: &Node) -> Result<Peer, String> {
         proxy_type: proxy_type.to_string(),
         namespace,
         service_account: metadata("SERVICE_ACCOUNT"),
+        node_name: metadata("NODE_NAME"),
     })
 }
 
@@ -690,6 +841,17 @@ mod tests {
             assert!(err.contains(why), "{id}: {err}");
             assert!(err.contains(id), "{id}: {err}");
         }
+    }
+
+    #[test]
+    fn nack_messages_name_the_rejected_resources() {
+        let names =
+            nacked_names("Kubernetes//Pod/ns/a: invalid IP length 3; ns/svc.example: decode: bad");
+        assert_eq!(
+            names.iter().map(|n| n.as_ref()).collect::<Vec<_>>(),
+            ["Kubernetes//Pod/ns/a", "ns/svc.example"]
+        );
+        assert!(nacked_names("something went wrong").is_empty());
     }
 
     #[test]

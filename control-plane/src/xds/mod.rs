@@ -10,6 +10,9 @@
 //! The state-of-the-world stream is not served: ztunnel only speaks delta.
 
 mod connection;
+mod registry;
+
+pub use registry::XdsRegistry;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +20,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ambient_ca::Authenticator;
+use connection::XdsType;
+use tracing::Instrument;
+
+use crate::metrics::Metrics;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -49,6 +56,8 @@ pub struct XdsConfig {
     pub max_connection_age: Option<Duration>,
     /// Change reports kept for connections that have not read them yet.
     pub change_log: usize,
+    /// Where pushes, ACKs, NACKs, latencies and connected proxies are counted.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for XdsConfig {
@@ -58,6 +67,7 @@ impl Default for XdsConfig {
             trust_domain: "cluster.local".to_string(),
             max_connection_age: None,
             change_log: NOTIFY_BUFFER,
+            metrics: None,
         }
     }
 }
@@ -82,6 +92,8 @@ impl std::fmt::Debug for XdsConfig {
 struct Notice {
     generation: u64,
     changes: Changes,
+    /// When the change was reported (for push latency).
+    at: tokio::time::Instant,
 }
 
 /// Counters shared by the server and its notifier.
@@ -97,6 +109,7 @@ struct Shared {
     index: Arc<RwLock<Index>>,
     config: XdsConfig,
     changes: broadcast::Sender<Arc<Notice>>,
+    registry: Arc<XdsRegistry>,
     shutdown: watch::Receiver<bool>,
     stats: Arc<Stats>,
 }
@@ -128,6 +141,7 @@ impl XdsServer {
         let stats = Arc::new(Stats::default());
         let server = XdsServer {
             shared: Arc::new(Shared {
+                registry: Arc::new(XdsRegistry::new(Arc::clone(&index))),
                 index: Arc::clone(&index),
                 config,
                 changes: changes.clone(),
@@ -142,6 +156,11 @@ impl XdsServer {
             stats,
         };
         (server, notifier)
+    }
+
+    /// The open streams, for the admin API.
+    pub fn registry(&self) -> Arc<XdsRegistry> {
+        Arc::clone(&self.shared.registry)
     }
 
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<XdsServer> {
@@ -165,6 +184,7 @@ impl Notifier {
         let _ = self.changes.send(Arc::new(Notice {
             generation,
             changes: changes.clone(),
+            at: tokio::time::Instant::now(),
         }));
     }
 
@@ -223,7 +243,8 @@ impl AggregatedDiscoveryService for XdsServer {
             remote_addr: request.remote_addr(),
         };
         let conn = connection::Connection::new(id, self.shared.clone(), tx, opening);
-        tokio::spawn(conn.run(request.into_inner()));
+        let span = tracing::info_span!("xds", conn = id, node = tracing::field::Empty);
+        tokio::spawn(conn.run(request.into_inner()).instrument(span));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -13,6 +13,10 @@ use ambient_ca::ServingTls;
 use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, Server};
 use ambient_proto::auth::IstioCertificateRequest;
 use ambient_proto::auth::istio_certificate_service_client::IstioCertificateServiceClient;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
+};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -92,6 +96,7 @@ impl Lab {
 pub struct Running {
     pub addr: SocketAddr,
     pub xds_plaintext_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub root_pem: String,
     pub root_path: PathBuf,
     pub serving: Arc<ServingTls>,
@@ -106,6 +111,7 @@ pub async fn start(cfg: ServeConfig) -> Running {
     let running = Running {
         addr: server.grpc_addr(),
         xds_plaintext_addr: server.xds_plaintext_addr(),
+        admin_addr: server.admin_addr(),
         root_pem: server.root_bundle_pem().to_string(),
         root_path: server.root_bundle_path().to_path_buf(),
         serving: server.serving(),
@@ -398,5 +404,37 @@ where
             "gave up waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ---- delta xDS, as ztunnel speaks it -----------------------------------------------------------
+
+/// The first request of a type, as ztunnel sends it (§3.2): wildcard, node on every initial request.
+pub fn initial(type_url: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "ztunnel~10.244.0.6~ztunnel-w7k2p.istio-system~istio-system.svc.cluster.local"
+                .into(),
+            ..Default::default()
+        }),
+        type_url: type_url.into(),
+        ..Default::default()
+    }
+}
+
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    request
+}
+
+pub fn ack(resp: &DeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: resp.type_url.clone(),
+        response_nonce: resp.nonce.clone(),
+        ..Default::default()
     }
 }

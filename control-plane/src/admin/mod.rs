@@ -1,0 +1,307 @@
+//! The admin HTTP server (istiod's port 15014): `/ready`, `/metrics` and the read-only `/debug/*` JSON
+//! documents that `ambientd zc` renders.
+//!
+//! This module owns the server ([`serve`]), what it is given to read ([`AdminState`]), and the plain
+//! data the xDS server hands it about connected proxies ([`ConnectionRegistry`], [`ConnectionSnapshot`],
+//! [`SyncEntry`]). The documents themselves are in [`api`] (shared with `zc`) and are computed by
+//! [`views`]. Nothing here writes to the index.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/ready` | `200 ready` once [`AdminState::set_ready`] said so, else `503 not ready` |
+//! | `/metrics` | every family of [`crate::metrics::Metrics`], OpenMetrics text |
+//! | `/debug/workloads` | [`api::WorkloadList`]; `?namespace=`, `?node=` |
+//! | `/debug/services` | [`api::ServiceList`]; `?namespace=` |
+//! | `/debug/policies` | [`api::PolicyList`]; `?namespace=` |
+//! | `/debug/diagnostics` | [`api::DiagnosticList`]; `?namespace=` |
+//! | `/debug/waypoints` | [`api::WaypointList`]; `?namespace=` |
+//! | `/debug/connections` | [`api::ConnectionList`]; `?namespace=`, `?node=` |
+//! | `/debug/certs` | [`api::CertsDoc`] |
+//! | `/debug/config` | the effective configuration |
+//! | `/debug/sync` | [`api::SyncDoc`]; `?name=` (required), `?type=` |
+//!
+//! Anything else is a `404` whose JSON body lists these paths; a method other than GET or HEAD is `405`;
+//! an unknown query parameter is `400`.
+
+pub mod api;
+mod http;
+pub mod views;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::index::Index;
+use crate::metrics::Metrics;
+use crate::source::SourceDiagnostic;
+
+pub use http::serve;
+
+/// The paths the server answers, as the 404 document lists them.
+pub const ENDPOINTS: [&str; 11] = [
+    "/ready",
+    "/metrics",
+    "/debug/workloads",
+    "/debug/services",
+    "/debug/policies",
+    "/debug/diagnostics",
+    "/debug/waypoints",
+    "/debug/connections",
+    "/debug/certs",
+    "/debug/config",
+    "/debug/sync",
+];
+
+/// One connected proxy, as the xDS server sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSnapshot {
+    /// The server's id of the stream (unique while the process runs).
+    pub id: u64,
+    /// The node id the proxy sent (`type~ip~pod.namespace~domain`).
+    pub node_id: String,
+    /// The Kubernetes node the proxy runs on, when its metadata says (`NODE_NAME`).
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// `ztunnel`, `waypoint`, or what the node id says.
+    pub proxy_type: String,
+    /// The peer's address, as text.
+    pub peer_addr: String,
+    /// When the stream opened, in seconds since the Unix epoch.
+    pub connected_since: u64,
+    /// One entry per resource type the proxy subscribed to.
+    pub types: Vec<TypeSnapshot>,
+}
+
+/// A connection's state for one resource type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeSnapshot {
+    pub type_url: String,
+    /// Whether the proxy is subscribed (wildcard or by name).
+    pub subscribed: bool,
+    /// The nonce of the last response sent, if any.
+    pub last_sent_nonce: Option<String>,
+    /// When it was sent, in seconds since the Unix epoch.
+    pub last_sent_at: Option<u64>,
+    /// Resources sent on this stream so far (every response, not only the last).
+    pub resources_sent: u64,
+    /// The nonce of the last response the proxy ACKed.
+    pub last_acked_nonce: Option<String>,
+    /// Names changed in the index and not yet sent (waiting for the outstanding response's answer).
+    pub pending_names: u64,
+    /// The last NACK, if any.
+    pub last_nack: Option<NackSnapshot>,
+}
+
+/// A NACK: the response it answered and the proxy's message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NackSnapshot {
+    pub nonce: String,
+    pub message: String,
+    /// When it arrived, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
+/// What one connection holds of one resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncEntry {
+    pub connection_id: u64,
+    pub node_id: String,
+    pub proxy_type: String,
+    /// Whether the connection subscribes to the type (and, for a named subscription, to the name).
+    pub subscribed: bool,
+    /// The version last sent to it (16 hex digits), `None` if never sent or sent as removed.
+    pub sent_version: Option<String>,
+    /// The version it ACKed, `None` if it never ACKed one (or ACKed the removal).
+    pub acked_version: Option<String>,
+}
+
+/// What the xDS server tells the admin server about its connections. Both calls are made from a blocking
+/// thread and may take locks, but should not wait on connection tasks.
+pub trait ConnectionRegistry: Send + Sync + 'static {
+    /// Every open connection.
+    fn connections(&self) -> Vec<ConnectionSnapshot>;
+    /// For every open connection subscribed to `type_url`, what it holds of resource `name`.
+    fn sync(&self, type_url: &str, name: &str) -> Vec<SyncEntry>;
+}
+
+/// The registry of a server without xDS: no connections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoConnections;
+
+impl ConnectionRegistry for NoConnections {
+    fn connections(&self) -> Vec<ConnectionSnapshot> {
+        Vec::new()
+    }
+
+    fn sync(&self, _type_url: &str, _name: &str) -> Vec<SyncEntry> {
+        Vec::new()
+    }
+}
+
+type CertsFn = dyn Fn() -> api::CertsDoc + Send + Sync;
+type DiagnosticsFn = dyn Fn() -> Vec<SourceDiagnostic> + Send + Sync;
+
+/// Everything the admin server reads. Cheap to clone (all shared); keep a clone to flip readiness.
+#[derive(Clone)]
+pub struct AdminState {
+    index: Arc<RwLock<Index>>,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    connections: Arc<dyn ConnectionRegistry>,
+    certs: Option<Arc<CertsFn>>,
+    config: Arc<serde_json::Value>,
+    source_diagnostics: Option<Arc<DiagnosticsFn>>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// A state over `index` and `metrics`: not ready, no connections, no certificates, config `{}`.
+    pub fn new(index: Arc<RwLock<Index>>, metrics: Arc<Metrics>) -> AdminState {
+        AdminState {
+            index,
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics,
+            connections: Arc::new(NoConnections),
+            certs: None,
+            config: Arc::new(serde_json::Value::Object(Default::default())),
+            source_diagnostics: None,
+        }
+    }
+
+    /// Where `/debug/connections` and `/debug/sync` look.
+    pub fn with_connections(mut self, registry: Arc<dyn ConnectionRegistry>) -> AdminState {
+        self.connections = registry;
+        self
+    }
+
+    /// What `/debug/certs` shows, computed per request; e.g.
+    /// `move || views::certs(&ca_service.authority(), &serving, &ca_service.metrics())`.
+    pub fn with_certs(
+        mut self,
+        certs: impl Fn() -> api::CertsDoc + Send + Sync + 'static,
+    ) -> AdminState {
+        self.certs = Some(Arc::new(certs));
+        self
+    }
+
+    /// What `/debug/config` shows.
+    pub fn with_config(mut self, config: serde_json::Value) -> AdminState {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The source's current problems (documents that failed to parse), for `/debug/policies` and
+    /// `/debug/diagnostics`.
+    pub fn with_source_diagnostics(
+        mut self,
+        diagnostics: impl Fn() -> Vec<SourceDiagnostic> + Send + Sync + 'static,
+    ) -> AdminState {
+        self.source_diagnostics = Some(Arc::new(diagnostics));
+        self
+    }
+
+    /// Sets what `/ready` answers (shared by every clone).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+/// The effective configuration of `ambientd serve`, for `/debug/config`: every flag's value after
+/// defaults, with the derived serving-certificate names. Holds paths, never file contents.
+pub fn serve_config_json(config: &crate::serve::ServeConfig) -> serde_json::Value {
+    let s = &config.settings;
+    let enrollment = match s.enrollment {
+        crate::index::Enrollment::Annotation => "annotation",
+        crate::index::Enrollment::Labels => "labels",
+    };
+    serde_json::json!({
+        "configDir": config.config_dir.display().to_string(),
+        "grpcAddr": config.grpc_addr.to_string(),
+        "stateDir": config.state_dir.display().to_string(),
+        "caDir": config.ca_dir.as_ref().map(|d| d.display().to_string()),
+        "servingDns": config.serving_dns_names(),
+        "servingIps": config
+            .serving_ip_addrs()
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>(),
+        "auth": config.auth.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "trustedNodeAccounts": config
+            .trusted_node_accounts
+            .iter()
+            .map(|(ns, sa)| format!("{ns}/{sa}"))
+            .collect::<Vec<_>>(),
+        "maxWorkloadCertTtlSeconds": config.max_workload_cert_ttl.as_secs(),
+        "servingCertTtlSeconds": config.serving_cert_ttl.as_secs(),
+        "servingRenewIntervalSeconds": config.serving_renew_interval.as_secs(),
+        "mesh": {
+            "clusterId": s.cluster_id,
+            "trustDomain": s.trust_domain,
+            "domainSuffix": s.domain_suffix,
+            "rootNamespace": s.root_namespace,
+            "systemNamespace": s.system_namespace,
+            "enrollment": enrollment,
+            "revision": s.revision,
+        },
+    })
+}
+
+/// Why the admin listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(
+        "cannot listen on {addr} for the admin API: the address is already in use; stop whatever \
+         listens there (another ambientd, an istiod port-forward) or choose another with --admin-addr"
+    )]
+    AddrInUse { addr: SocketAddr },
+    #[error(
+        "cannot listen on {addr} for the admin API: {source}; choose another with --admin-addr"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the admin listener, with errors that name the flag to change.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, AdminError> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(AdminError::AddrInUse { addr }),
+        Err(source) => Err(AdminError::Bind { addr, source }),
+    }
+}
+
+/// Spawns [`serve`] on the current runtime; the task ends when `shutdown` completes.
+pub fn spawn(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(serve(listener, state, shutdown))
+}
