@@ -809,3 +809,32 @@ async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test]
+async fn initial_syncs_take_turns_when_the_limit_is_reached() {
+    use ambient_control_plane::admin::ConnectionRegistry;
+    let config = XdsConfig {
+        concurrent_initial_syncs: 1,
+        ..XdsConfig::default()
+    };
+    let h = Harness::start_with(vec![app_pod("p1", "10.0.0.1")], config).await;
+    let mut first = h.connect(&[]).await;
+    let auth = first.recv_ack().await;
+    assert_eq!(auth.type_url, AUTHORIZATION_TYPE_URL);
+    let addresses = first.recv().await; // not ACKed yet: the first stream still holds the only turn
+
+    let mut second = h.connect(&[]).await;
+    let subscribed = |r: &Arc<XdsRegistry>| {
+        r.connections().iter().any(|c| {
+            c.id != 1
+                && c.types.iter().all(|t| t.subscribed)
+                && c.types.iter().all(|t| t.last_sent_nonce.is_none())
+        })
+    };
+    wait_for(|| subscribed(&h.registry).then_some(())).await;
+
+    // The first stream's ACK ends its initial sync; the second gets its responses.
+    first.ack(&addresses).await;
+    let got = second.initial().await;
+    assert_eq!(names(&got[ADDRESS_TYPE_URL]), [uid("ns", "p1")]);
+}

@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Status, Streaming};
@@ -103,6 +103,8 @@ struct Pending {
     covers: u64,
     /// When the oldest change it carries was made (`None` for an initial response).
     since: Option<Instant>,
+    /// A first (full) response.
+    initial: bool,
 }
 
 impl TypeState {
@@ -146,9 +148,17 @@ pub(super) struct Connection {
     authorization: TypeState,
     /// What the admin API sees of this stream (from the first request on).
     status: Option<Arc<Mutex<StreamStatus>>>,
+    /// Held from the first full response until every first response is answered (or for at most
+    /// [`INITIAL_SYNC_PATIENCE`]): bounds how many large initial responses are in flight at once.
+    sync_permit: Option<(OwnedSemaphorePermit, Instant)>,
+    /// The initial sync is over (its permit was released).
+    initial_synced: bool,
     /// Keeps the stream counted as a connected proxy.
     _counted: Option<ConnectedProxy>,
 }
+
+/// How long a connection may hold an initial-sync permit before it is given to the next one.
+const INITIAL_SYNC_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How the stream ended.
 enum End {
@@ -184,6 +194,8 @@ impl Connection {
             address: TypeState::default(),
             authorization: TypeState::default(),
             status: None,
+            sync_permit: None,
+            initial_synced: false,
             _counted: None,
         }
     }
@@ -277,6 +289,21 @@ impl Connection {
             if *shutdown.borrow_and_update() {
                 return End::Shutdown;
             }
+            if self.needs_sync_permit() {
+                let permits = Arc::clone(&self.shared.initial_syncs);
+                tokio::select! {
+                    permit = permits.acquire_owned() => {
+                        // The semaphore is never closed.
+                        if let Ok(permit) = permit {
+                            self.sync_permit =
+                                Some((permit, Instant::now() + INITIAL_SYNC_PATIENCE));
+                        }
+                    }
+                    _ = shutdown.changed() => continue,
+                    _ = self.tx.closed() => return End::Client,
+                }
+            }
+            let permit_deadline = self.sync_permit.as_ref().map(|(_, at)| *at);
             for kind in XdsType::PUSH_ORDER {
                 if self.may_push(kind) {
                     match self.push(kind).await {
@@ -290,6 +317,11 @@ impl Connection {
                 biased;
                 _ = shutdown.changed() => {}
                 () = &mut max_age => return End::MaxAge,
+                () = sleep_until_some(permit_deadline) => {
+                    debug!(conn = self.id, node = self.node(),
+                        "initial responses not answered in time: letting others start");
+                    self.release_sync_permit();
+                }
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
                         if let Err(end) = self.on_request(request).await {
@@ -322,6 +354,46 @@ impl Connection {
                 }
                 _ = self.tx.closed() => return End::Client,
             }
+        }
+    }
+
+    /// Whether the next push is a first (full) response that needs one of the initial-sync permits.
+    fn needs_sync_permit(&self) -> bool {
+        !self.initial_synced
+            && self.sync_permit.is_none()
+            && XdsType::PUSH_ORDER.into_iter().any(|kind| {
+                let state = match kind {
+                    XdsType::Address => &self.address,
+                    XdsType::Authorization => &self.authorization,
+                };
+                state.initial.is_some() && self.may_push(kind)
+            })
+    }
+
+    /// Ends this connection's initial sync: the permit goes to the next connection waiting.
+    fn release_sync_permit(&mut self) {
+        if self.sync_permit.take().is_some() {
+            self.initial_synced = true;
+        }
+    }
+
+    /// Releases the initial-sync permit once every first response has been answered.
+    fn maybe_release_sync_permit(&mut self) {
+        let done =
+            |s: &TypeState| s.initial.is_none() && s.pending.as_ref().is_none_or(|p| !p.initial);
+        let is_ztunnel = self
+            .peer
+            .as_ref()
+            .is_some_and(|p| p.proxy_type == "ztunnel");
+        // A ztunnel subscribes to both types; anyone else to what it subscribed to.
+        let all_subscribed =
+            !is_ztunnel || (self.address.subscribed && self.authorization.subscribed);
+        if self.sync_permit.is_some()
+            && all_subscribed
+            && done(&self.address)
+            && done(&self.authorization)
+        {
+            self.release_sync_permit();
         }
     }
 
@@ -468,6 +540,7 @@ impl Connection {
                     });
                 }
             }
+            self.maybe_release_sync_permit();
             return Ok(());
         }
         let state = self.state(kind);
@@ -670,6 +743,7 @@ impl Connection {
             nonce: response.nonce.clone(),
             covers,
             since,
+            initial: first,
         });
         let count = response.resources.len();
         if self.status.is_some() {
@@ -708,6 +782,14 @@ impl Connection {
             nonce: format!("{}-{}", self.id, self.nonces),
             ..Default::default()
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

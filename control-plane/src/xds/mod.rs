@@ -58,6 +58,10 @@ pub struct XdsConfig {
     pub change_log: usize,
     /// Where pushes, ACKs, NACKs, latencies and connected proxies are counted.
     pub metrics: Option<Arc<Metrics>>,
+    /// Connections that may be in their initial sync (first full responses sent, not yet answered) at
+    /// once. Each such response holds every resource, so this bounds the memory of many proxies
+    /// connecting together; the others wait their turn.
+    pub concurrent_initial_syncs: usize,
 }
 
 impl Default for XdsConfig {
@@ -68,6 +72,7 @@ impl Default for XdsConfig {
             max_connection_age: None,
             change_log: NOTIFY_BUFFER,
             metrics: None,
+            concurrent_initial_syncs: 8,
         }
     }
 }
@@ -83,6 +88,7 @@ impl std::fmt::Debug for XdsConfig {
             .field("trust_domain", &self.trust_domain)
             .field("max_connection_age", &self.max_connection_age)
             .field("change_log", &self.change_log)
+            .field("concurrent_initial_syncs", &self.concurrent_initial_syncs)
             .finish()
     }
 }
@@ -110,6 +116,7 @@ struct Shared {
     config: XdsConfig,
     changes: broadcast::Sender<Arc<Notice>>,
     registry: Arc<XdsRegistry>,
+    initial_syncs: Arc<tokio::sync::Semaphore>,
     shutdown: watch::Receiver<bool>,
     stats: Arc<Stats>,
 }
@@ -142,6 +149,9 @@ impl XdsServer {
         let server = XdsServer {
             shared: Arc::new(Shared {
                 registry: Arc::new(XdsRegistry::new(Arc::clone(&index))),
+                initial_syncs: Arc::new(tokio::sync::Semaphore::new(
+                    config.concurrent_initial_syncs.max(1),
+                )),
                 index: Arc::clone(&index),
                 config,
                 changes: changes.clone(),
