@@ -838,3 +838,121 @@ async fn initial_syncs_take_turns_when_the_limit_is_reached() {
     let got = second.initial().await;
     assert_eq!(names(&got[ADDRESS_TYPE_URL]), [uid("ns", "p1")]);
 }
+
+// ---- on-demand addresses (XDS_ON_DEMAND=true, contract §3.7) ----------------------------------
+
+impl Ztunnel {
+    /// ztunnel's on-demand start: Address subscribed to `*` and unsubscribed at once, then Authorization.
+    async fn connect_on_demand(h: &Harness) -> Ztunnel {
+        let zt = h.open().await;
+        zt.send(DeltaDiscoveryRequest {
+            node: Some(Node {
+                id: NODE_ID.to_string(),
+                ..Default::default()
+            }),
+            type_url: ADDRESS_TYPE_URL.to_string(),
+            resource_names_subscribe: vec!["*".to_string()],
+            resource_names_unsubscribe: vec!["*".to_string()],
+            ..Default::default()
+        })
+        .await;
+        zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+        zt
+    }
+
+    /// An on-demand request: no node, no nonce, one key.
+    async fn ask(&self, key: &str) {
+        self.send(DeltaDiscoveryRequest {
+            type_url: ADDRESS_TYPE_URL.to_string(),
+            resource_names_subscribe: vec![key.to_string()],
+            ..Default::default()
+        })
+        .await;
+    }
+}
+
+/// ztunnel's `network/ip` key, in the test cluster's network.
+fn ip_key(ip: &str) -> String {
+    format!("{TEST_NETWORK}/{ip}")
+}
+
+#[tokio::test]
+async fn on_demand_keys_are_answered_under_the_key_itself() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), app_pod("p2", "10.0.0.2")]).await;
+    let mut zt = Ztunnel::connect_on_demand(&h).await;
+    let got = zt.initial().await;
+    // Nothing until asked.
+    assert!(got[ADDRESS_TYPE_URL].resources.is_empty());
+
+    // A uid.
+    zt.ask(&uid("ns", "p1")).await;
+    let r = zt.recv_ack().await;
+    assert_eq!(names(&r), [uid("ns", "p1")]);
+    assert_eq!(r.resources[0].version, version_of(&h, &uid("ns", "p1")));
+
+    // An IP: the workload, under the key.
+    zt.ask(&ip_key("10.0.0.2")).await;
+    let r = zt.recv_ack().await;
+    assert_eq!(names(&r), [ip_key("10.0.0.2")]);
+    let any = r.resources[0].resource.as_ref().unwrap();
+    match Address::decode(any.value.as_slice()).unwrap().r#type {
+        Some(address::Type::Workload(w)) => assert_eq!(w.uid, uid("ns", "p2")),
+        other => panic!("not the workload: {other:?}"),
+    }
+
+    // Nothing there: answered as removed, so that ztunnel stops waiting.
+    zt.ask(&ip_key("10.9.9.9")).await;
+    let r = zt.recv_ack().await;
+    assert!(r.resources.is_empty(), "{r:?}");
+    assert_eq!(removed(&r), [ip_key("10.9.9.9")]);
+
+    // Later changes reach the keys that name them, and only those.
+    h.apply(app_pod("p3", "10.9.9.9"));
+    let r = zt.recv_ack().await;
+    assert_eq!(names(&r), [ip_key("10.9.9.9")]);
+    h.apply(
+        pod("ns", "p2")
+            .ip("10.0.0.2")
+            .ready()
+            .label("app", "b")
+            .build(),
+    );
+    let r = zt.recv_ack().await;
+    assert_eq!(names(&r), [ip_key("10.0.0.2")]);
+    h.delete(&ObjectRef::new(Kind::Pod, "ns", "p1"));
+    let r = zt.recv_ack().await;
+    assert!(r.resources.is_empty(), "{r:?}");
+    assert_eq!(removed(&r), [uid("ns", "p1")]);
+}
+
+#[tokio::test]
+async fn on_demand_reconnect_answers_the_keys_held() {
+    let h = Harness::start(vec![app_pod("p1", "10.0.0.1")]).await;
+    let held_version = version_of(&h, &uid("ns", "p1"));
+    // While away: p1 is gone; the client holds p1 and still waits for the key of 10.0.0.7.
+    h.delete(&ObjectRef::new(Kind::Pod, "ns", "p1"));
+    h.apply(app_pod("p7", "10.0.0.7"));
+
+    let zt = h.open().await;
+    let mut zt = zt;
+    zt.send(DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: NODE_ID.to_string(),
+            ..Default::default()
+        }),
+        type_url: ADDRESS_TYPE_URL.to_string(),
+        resource_names_subscribe: vec!["*".to_string()],
+        resource_names_unsubscribe: vec!["*".to_string()],
+        initial_resource_versions: HashMap::from([
+            (uid("ns", "p1"), held_version),
+            (ip_key("10.0.0.7"), String::new()),
+        ]),
+        ..Default::default()
+    })
+    .await;
+    zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+    let got = zt.initial().await;
+    let r = &got[ADDRESS_TYPE_URL];
+    assert_eq!(names(r), [ip_key("10.0.0.7")]);
+    assert_eq!(removed(r), [uid("ns", "p1")]);
+}

@@ -30,6 +30,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::on_demand::OnDemand;
 use super::registry::Status as StreamStatus;
 use super::{Notice, Shared};
 use crate::index::{Changes, Index, NameChanges, Resource};
@@ -93,6 +94,8 @@ struct TypeState {
     dirty_since: Option<Instant>,
     /// The response still waiting for its ACK or NACK.
     pending: Option<Pending>,
+    /// Addresses on demand: the keys the client asked for (instead of every resource).
+    on_demand: Option<OnDemand>,
 }
 
 /// A response sent and not yet answered.
@@ -109,7 +112,10 @@ struct Pending {
 
 impl TypeState {
     fn has_work(&self) -> bool {
-        self.subscribed && (self.initial.is_some() || !self.dirty.is_empty())
+        self.subscribed
+            && (self.initial.is_some()
+                || !self.dirty.is_empty()
+                || self.on_demand.as_ref().is_some_and(OnDemand::has_work))
     }
 
     fn wants_send(&self) -> bool {
@@ -545,14 +551,29 @@ impl Connection {
         }
         let state = self.state(kind);
         if state.subscribed {
-            // A later subscription request (on-demand): not served here.
-            debug!(
-                conn = id,
-                node,
-                type_url = kind.type_url(),
-                "ignoring repeated subscription"
-            );
+            match &mut state.on_demand {
+                Some(on_demand) => {
+                    debug!(conn = id, node, keys = ?request.resource_names_subscribe,
+                        "on-demand request");
+                    on_demand.unsubscribe(&request.resource_names_unsubscribe);
+                    on_demand.subscribe(request.resource_names_subscribe);
+                }
+                // A wildcard subscriber already gets everything.
+                None => debug!(
+                    conn = id,
+                    node,
+                    type_url = kind.type_url(),
+                    "ignoring repeated subscription"
+                ),
+            }
             return Ok(());
+        }
+        // ztunnel's on-demand mode subscribes to `*` and unsubscribes it at once: no address until asked.
+        if kind == XdsType::Address
+            && request.resource_names_subscribe == ["*"]
+            && request.resource_names_unsubscribe == ["*"]
+        {
+            state.on_demand = Some(OnDemand::default());
         }
         state.subscribed = true;
         state.dirty.clear();
@@ -689,7 +710,26 @@ impl Connection {
             let mut resources = Vec::new();
             let mut removed = Vec::new();
             let first = state.initial.is_some();
-            if let Some(held) = state.initial.take() {
+            if let Some(on_demand) = state.on_demand.as_mut() {
+                let answer = match state.initial.take() {
+                    Some(held) => {
+                        state.compared_at = generation;
+                        state.dirty_generation = generation;
+                        on_demand.first(&index, held)
+                    }
+                    None => {
+                        let changed = std::mem::take(&mut state.dirty).into_keys().collect();
+                        on_demand.next(&index, &changed)
+                    }
+                };
+                state.dirty.clear();
+                resources = answer
+                    .resources
+                    .into_iter()
+                    .map(|(key, resource)| xds_resource_named(kind, &key, resource))
+                    .collect();
+                removed = answer.removed;
+            } else if let Some(held) = state.initial.take() {
                 // The whole index against what the client holds.
                 let mut names: Vec<&Arc<str>> = current.keys().collect();
                 names.sort_unstable();
@@ -852,8 +892,13 @@ fn parse_node(node: &Node) -> Result<Peer, String> {
 }
 
 fn xds_resource(kind: XdsType, resource: &Resource) -> XdsResource {
+    xds_resource_named(kind, &resource.name, resource)
+}
+
+/// A resource under another name (an on-demand key).
+fn xds_resource_named(kind: XdsType, name: &str, resource: &Resource) -> XdsResource {
     XdsResource {
-        name: resource.name.to_string(),
+        name: name.to_string(),
         version: resource.version_string(),
         resource: Some(Any {
             type_url: kind.type_url().to_string(),

@@ -10,6 +10,7 @@
 //! The state-of-the-world stream is not served: ztunnel only speaks delta.
 
 mod connection;
+mod on_demand;
 mod registry;
 
 pub use registry::XdsRegistry;
