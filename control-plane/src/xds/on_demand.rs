@@ -175,21 +175,20 @@ fn resolve(index: &Index, key: &Arc<str>, ip: Option<&(String, IpAddr)>) -> Opti
             let mut service = None;
             for (name, resource) in index.addresses() {
                 match decode(resource) {
-                    Some(address::Type::Workload(w)) => {
-                        if w.network == *network && w.addresses.iter().any(|a| same_ip(a, *ip)) {
-                            return Some(name.clone());
-                        }
+                    Some(address::Type::Workload(w))
+                        if w.network == *network && w.addresses.iter().any(|a| same_ip(a, *ip)) =>
+                    {
+                        return Some(name.clone());
                     }
-                    Some(address::Type::Service(s)) => {
+                    Some(address::Type::Service(s))
                         if service.is_none()
                             && s.addresses
                                 .iter()
-                                .any(|a| a.network == *network && same_ip(&a.address, *ip))
-                        {
-                            service = Some(name.clone());
-                        }
+                                .any(|a| a.network == *network && same_ip(&a.address, *ip)) =>
+                    {
+                        service = Some(name.clone());
                     }
-                    None => {}
+                    _ => {}
                 }
             }
             service
