@@ -1,4 +1,13 @@
-//! `agent-sim`: generated clusters (and, with the xDS server, simulated ztunnels) for ambientd.
+//! `agent-sim`: generated clusters and simulated ztunnels for ambientd.
+//!
+//! `agent-sim run` starts N simulated ztunnels ([`agent_sim`]) against an xDS server and prints how
+//! they converge: how many are connected and synced, then one line per change with the time until
+//! every ztunnel had ACKed it:
+//!
+//! ```text
+//! agent-sim run --xds https://127.0.0.1:15012 --root-cert .ambientd/root-cert.pem \
+//!     --tokens tokens.yaml --ztunnels 100 [--nodes node-] [--certs] [--json] [--for 60s]
+//! ```
 //!
 //! `agent-sim gen` writes a realistic ambient cluster as multi-document YAML, one file per namespace
 //! by default, ready for `ambientd dump --config-dir DIR` or a file-watching ambientd:
@@ -12,6 +21,8 @@
 //! `istio.io/dataplane-mode: ambient`, a waypoint per namespace, Services `svc-NNNN` of
 //! `--pods-per-service` Deployment pods each, spread over `--nodes` nodes. The same options and seed
 //! always give the same files.
+
+mod run_command;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +45,8 @@ struct Cli {
 enum Command {
     /// Write a generated ambient cluster as YAML files into a directory.
     Gen(GenArgs),
+    /// Run simulated ztunnels against an xDS server and print how changes reach them.
+    Run(run_command::RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +83,26 @@ struct GenArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Gen(args) => gen_cluster(&args),
+        Command::Run(args) => {
+            init_tracing();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(run_command::run(args))
+        }
     }
+}
+
+/// Logs go to standard error; `RUST_LOG` chooses them (default: errors only, since a thousand
+/// clients retrying would otherwise flood the terminal).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn gen_cluster(args: &GenArgs) -> Result<()> {

@@ -188,8 +188,14 @@ async fn connected_proxies_their_acks_nacks_and_pushes_are_visible() {
     let table = zc_output(admin, ZcCommand::Connections, OutputFormat::Table).await;
     let rows: Vec<&str> = table.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{table}");
-    assert!(rows[0].contains(" 2/2 ") && rows[0].ends_with(" -"), "{table}");
-    assert!(rows[1].contains(" 1/2 ") && rows[1].contains("Address: Kubernetes//Pod"), "{table}");
+    assert!(
+        rows[0].contains(" 2/2 ") && rows[0].ends_with(" -"),
+        "{table}"
+    );
+    assert!(
+        rows[1].contains(" 1/2 ") && rows[1].contains("Address: Kubernetes//Pod"),
+        "{table}"
+    );
     assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
 
     // Sync of the NACKed workload: held by the first proxy only.
