@@ -22,6 +22,7 @@
 //! `--pods-per-service` Deployment pods each, spread over `--nodes` nodes. The same options and seed
 //! always give the same files.
 
+mod bench_command;
 mod run_command;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ enum Command {
     Gen(GenArgs),
     /// Run simulated ztunnels against an xDS server and print how changes reach them.
     Run(run_command::RunArgs),
+    /// Measure propagation: generate a cluster, start ambientd on it, sync N simulated ztunnels, then
+    /// time single changes (file edits) until every ztunnel has ACKed them.
+    Bench(bench_command::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,14 @@ fn main() -> Result<()> {
                 .build()
                 .context("starting the async runtime")?
                 .block_on(run_command::run(args))
+        }
+        Command::Bench(args) => {
+            init_tracing();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(bench_command::run(args))
         }
     }
 }

@@ -18,20 +18,19 @@ use std::time::{Duration, SystemTime};
 
 use ambient_ca::{Identity, RequestInfo};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as XdsResource,
-};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
 use tokio::time::Instant;
+use tonic::Status;
 use tonic::metadata::MetadataMap;
-use tonic::{Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::on_demand::OnDemand;
 use super::registry::Status as StreamStatus;
+use super::wire::{Requests, encode_response};
 use super::{Notice, Shared};
 use crate::index::{Changes, Index, NameChanges, Resource};
 use crate::metrics::ConnectedProxy;
@@ -145,7 +144,7 @@ pub(super) struct Opening {
 pub(super) struct Connection {
     id: u64,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Result<Bytes, Status>>,
     changes: broadcast::Receiver<Arc<Notice>>,
     opening: Opening,
     peer: Option<Peer>,
@@ -162,6 +161,15 @@ pub(super) struct Connection {
     /// Keeps the stream counted as a connected proxy.
     _counted: Option<ConnectedProxy>,
 }
+
+// The ends that ask the client to reconnect say "transport is closing": ztunnel reconnects after 10 ms
+// (and resets its backoff) only for `Unavailable` with that phrase or "received prior goaway"; any other
+// `Unavailable` doubles its backoff, up to 15 s, with no reset after a good stream (contract §3.6).
+const SHUTDOWN_MESSAGE: &str = "control plane shutting down: transport is closing; reconnect (to another replica) with the versions held";
+const MAX_AGE_MESSAGE: &str = "maximum connection age reached (--max-connection-age): transport is closing; \
+     reconnect, with the versions held, to any replica";
+const LAGGED_MESSAGE: &str = "this stream fell too far behind the control plane's changes: transport is \
+     closing; reconnect with the versions held to be compared afresh";
 
 /// How long a connection may hold an initial-sync permit before it is given to the next one.
 const INITIAL_SYNC_PATIENCE: Duration = Duration::from_secs(5);
@@ -185,7 +193,7 @@ impl Connection {
     pub(super) fn new(
         id: u64,
         shared: Arc<Shared>,
-        tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+        tx: mpsc::Sender<Result<Bytes, Status>>,
         opening: Opening,
     ) -> Connection {
         let changes = shared.changes.subscribe();
@@ -225,7 +233,7 @@ impl Connection {
         self.peer.as_ref().map_or("<unknown>", |p| p.node.as_str())
     }
 
-    pub(super) async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
+    pub(super) async fn run(mut self, mut requests: Requests) {
         let end = self.serve(&mut requests).await;
         if self.status.is_some() {
             self.shared.registry.remove(self.id);
@@ -245,7 +253,7 @@ impl Connection {
                     node = self.node(),
                     "xDS stream ended: shutting down"
                 );
-                Status::unavailable("control plane shutting down")
+                Status::unavailable(SHUTDOWN_MESSAGE)
             }
             End::MaxAge => {
                 info!(
@@ -253,10 +261,7 @@ impl Connection {
                     node = self.node(),
                     "xDS stream ended: maximum connection age"
                 );
-                Status::unavailable(
-                    "maximum connection age reached (--max-connection-age): reconnect, with the \
-                     versions held, to any replica",
-                )
+                Status::unavailable(MAX_AGE_MESSAGE)
             }
             End::Lagged => {
                 warn!(
@@ -264,10 +269,7 @@ impl Connection {
                     node = self.node(),
                     "xDS stream ended: the client fell too far behind the control plane's changes"
                 );
-                Status::unavailable(
-                    "this stream fell too far behind the control plane's changes: reconnect with the \
-                     versions held to be compared afresh",
-                )
+                Status::unavailable(LAGGED_MESSAGE)
             }
             End::Refused(status) => {
                 warn!(conn = self.id, node = self.node(), code = ?status.code(),
@@ -278,7 +280,7 @@ impl Connection {
         let _ = self.tx.send(Err(status)).await;
     }
 
-    async fn serve(&mut self, requests: &mut Streaming<DeltaDiscoveryRequest>) -> End {
+    async fn serve(&mut self, requests: &mut Requests) -> End {
         let mut shutdown = self.shared.shutdown.clone();
         let deadline = self.shared.config.max_connection_age.map(|age| {
             let age = jittered(age, self.id);
@@ -490,7 +492,8 @@ impl Connection {
             if request.response_nonce.is_empty() {
                 debug!(conn = self.id, node = self.node(), type_url = %request.type_url,
                     "request for an unknown type: answering empty");
-                let response = self.response(request.type_url, Vec::new(), Vec::new());
+                let nonce = self.next_nonce();
+                let response = encode_response(&request.type_url, &[], &[], &nonce);
                 if self.tx.send(Ok(response)).await.is_err() {
                     return Err(End::Client);
                 }
@@ -695,7 +698,8 @@ impl Connection {
 
     /// Sends what changed for `kind` since the last response: `Ok(false)` when the client is gone.
     async fn push(&mut self, kind: XdsType) -> Result<bool, End> {
-        let (resources, removed, first, covers, since) = {
+        let nonce = self.next_nonce();
+        let (framed, count, removed_count, sent_names, first, covers, since) = {
             let index = self
                 .shared
                 .index
@@ -707,7 +711,8 @@ impl Connection {
                 XdsType::Address => &mut self.address,
                 XdsType::Authorization => &mut self.authorization,
             };
-            let mut resources = Vec::new();
+            // (name sent under, resource): borrowed from the index until encoded below.
+            let mut resources: Vec<(Arc<str>, &Resource)> = Vec::new();
             let mut removed = Vec::new();
             let first = state.initial.is_some();
             if let Some(on_demand) = state.on_demand.as_mut() {
@@ -723,11 +728,7 @@ impl Connection {
                     }
                 };
                 state.dirty.clear();
-                resources = answer
-                    .resources
-                    .into_iter()
-                    .map(|(key, resource)| xds_resource_named(kind, &key, resource))
-                    .collect();
+                resources = answer.resources;
                 removed = answer.removed;
             } else if let Some(held) = state.initial.take() {
                 // The whole index against what the client holds.
@@ -736,7 +737,7 @@ impl Connection {
                 for name in names {
                     let resource = &current[name];
                     if held.get(name) != Some(&Some(resource.version)) {
-                        resources.push(xds_resource(kind, resource));
+                        resources.push((resource.name.clone(), resource));
                     }
                 }
                 let mut gone: Vec<String> = held
@@ -752,7 +753,7 @@ impl Connection {
             } else {
                 for (name, new) in std::mem::take(&mut state.dirty) {
                     match current.get(&name) {
-                        Some(resource) => resources.push(xds_resource(kind, resource)),
+                        Some(resource) => resources.push((resource.name.clone(), resource)),
                         None if !new => removed.push(name.to_string()),
                         None => {}
                     }
@@ -763,9 +764,29 @@ impl Connection {
             } else {
                 state.dirty_since.take()
             };
-            (resources, removed, first, state.dirty_generation, since)
+            let covers = state.dirty_generation;
+            if resources.is_empty() && removed.is_empty() && !first {
+                (None, 0, 0, Vec::new(), first, covers, since)
+            } else {
+                let framed = {
+                    let outgoing: Vec<(&str, &Resource)> =
+                        resources.iter().map(|(n, r)| (n.as_ref(), *r)).collect();
+                    encode_response(kind.type_url(), &outgoing, &removed, &nonce)
+                };
+                let count = resources.len();
+                let names: Vec<Arc<str>> = resources.into_iter().map(|(n, _)| n).collect();
+                (
+                    Some(framed),
+                    count,
+                    removed.len(),
+                    names,
+                    first,
+                    covers,
+                    since,
+                )
+            }
         };
-        if resources.is_empty() && removed.is_empty() && !first {
+        let Some(framed) = framed else {
             self.report(kind, |t| {
                 t.pending_names = 0;
                 t.sent_generation = Some(covers);
@@ -774,54 +795,39 @@ impl Connection {
                 }
             });
             return Ok(true);
-        }
-        let response = self.response(kind.type_url().to_string(), resources, removed);
-        debug!(conn = self.id, node = self.node(), type_url = kind.type_url(),
-            nonce = %response.nonce, resources = response.resources.len(),
-            removed = response.removed_resources.len(), "xDS push");
+        };
+        debug!(conn = self.id, node = self.node(), type_url = kind.type_url(), %nonce,
+            resources = count, removed = removed_count, bytes = framed.len(), "xDS push");
         self.state(kind).pending = Some(Pending {
-            nonce: response.nonce.clone(),
+            nonce: nonce.clone(),
             covers,
             since,
             initial: first,
         });
-        let count = response.resources.len();
         if self.status.is_some() {
-            let sent: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
             self.report(kind, |t| {
-                t.last_sent_nonce = Some(response.nonce.clone());
+                t.last_sent_nonce = Some(nonce);
                 t.last_sent_at = Some(SystemTime::now());
                 t.resources_sent += count as u64;
                 t.pending_names = 0;
                 t.sent_generation = Some(covers);
                 if !t.nacked.is_empty() {
-                    for name in &sent {
-                        t.nacked.remove(*name);
+                    for name in &sent_names {
+                        t.nacked.remove(name);
                     }
                 }
             });
         }
-        let sent = self.tx.send(Ok(response)).await.is_ok();
+        let sent = self.tx.send(Ok(framed)).await.is_ok();
         if let Some(m) = &self.shared.config.metrics {
             m.pushed(kind.type_url(), count, since.map(|t| t.elapsed()));
         }
         Ok(sent)
     }
 
-    fn response(
-        &mut self,
-        type_url: String,
-        resources: Vec<XdsResource>,
-        removed_resources: Vec<String>,
-    ) -> DeltaDiscoveryResponse {
+    fn next_nonce(&mut self) -> String {
         self.nonces += 1;
-        DeltaDiscoveryResponse {
-            type_url,
-            resources,
-            removed_resources,
-            nonce: format!("{}-{}", self.id, self.nonces),
-            ..Default::default()
-        }
+        format!("{}-{}", self.id, self.nonces)
     }
 }
 
@@ -889,23 +895,6 @@ fn parse_node(node: &Node) -> Result<Peer, String> {
         service_account: metadata("SERVICE_ACCOUNT"),
         node_name: metadata("NODE_NAME"),
     })
-}
-
-fn xds_resource(kind: XdsType, resource: &Resource) -> XdsResource {
-    xds_resource_named(kind, &resource.name, resource)
-}
-
-/// A resource under another name (an on-demand key).
-fn xds_resource_named(kind: XdsType, name: &str, resource: &Resource) -> XdsResource {
-    XdsResource {
-        name: name.to_string(),
-        version: resource.version_string(),
-        resource: Some(Any {
-            type_url: kind.type_url().to_string(),
-            value: resource.body.to_vec(),
-        }),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

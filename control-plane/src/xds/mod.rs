@@ -12,10 +12,11 @@
 mod connection;
 mod on_demand;
 mod registry;
+mod wire;
 
 pub use registry::XdsRegistry;
+pub use wire::AdsService;
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,21 +27,13 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
 
 use crate::index::{Changes, Index};
 
 /// Responses a connection may have queued towards a slow client before its task waits.
-const CONNECTION_BUFFER: usize = 16;
+pub(crate) const CONNECTION_BUFFER: usize = 16;
 
 /// Change reports kept for connections that have not read them yet; a connection that falls further
 /// behind ends its stream with `Unavailable` and is compared afresh when its client reconnects.
@@ -174,8 +167,9 @@ impl XdsServer {
         Arc::clone(&self.shared.registry)
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<XdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
+    /// The gRPC service to add to a tonic server.
+    pub fn into_service(self) -> AdsService {
+        AdsService::new(self)
     }
 }
 
@@ -216,26 +210,13 @@ impl Notifier {
     }
 }
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for XdsServer {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
+impl XdsServer {
+    /// Starts serving one `DeltaAggregatedResources` call: the connection task reads the request body
+    /// and sends framed responses (or the final status) into the returned channel.
+    pub(crate) fn start(
         &self,
-        _request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "state-of-the-world xDS is not served: use DeltaAggregatedResources (delta xDS is required)",
-        ))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        request: tonic::Request<tonic::body::Body>,
+    ) -> mpsc::Receiver<Result<bytes::Bytes, Status>> {
         let id = self
             .shared
             .stats
@@ -255,7 +236,10 @@ impl AggregatedDiscoveryService for XdsServer {
         };
         let conn = connection::Connection::new(id, self.shared.clone(), tx, opening);
         let span = tracing::info_span!("xds", conn = id, node = tracing::field::Empty);
-        tokio::spawn(conn.run(request.into_inner()).instrument(span));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        tokio::spawn(
+            conn.run(wire::Requests::new(request.into_inner()))
+                .instrument(span),
+        );
+        rx
     }
 }
