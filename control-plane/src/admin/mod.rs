@@ -118,9 +118,11 @@ pub struct SyncEntry {
     pub proxy_type: String,
     /// Whether the connection subscribes to the type (and, for a named subscription, to the name).
     pub subscribed: bool,
-    /// The version last sent to it (16 hex digits), `None` if never sent or sent as removed.
+    /// The resource's current version (16 hex digits) when it has been sent to this proxy; `None` when
+    /// the proxy was not sent it yet (it holds an older version, or none), or rejected it.
     pub sent_version: Option<String>,
-    /// The version it ACKed, `None` if it never ACKed one (or ACKed the removal).
+    /// The current version when the proxy has also ACKed it; `None` otherwise. (Streams keep no copy of
+    /// every version sent: what a proxy holds is known by the index generation its ACKs cover.)
     pub acked_version: Option<String>,
 }
 
