@@ -1,12 +1,13 @@
 //! Command-line flags shared by ambientd's commands, with istiod's defaults.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use crate::index::{Enrollment, Settings};
+use crate::kube::KubeSettings;
 use crate::serve::{AuthMethod, ServeConfig};
 
 /// How pods are judged enrolled in ambient mode.
@@ -36,9 +37,10 @@ pub struct MeshArgs {
     /// Namespace whose `topology.istio.io/network` label names the local network.
     #[arg(long, default_value = "istio-system")]
     pub system_namespace: String,
-    /// Enrollment rule; files have no CNI to annotate pods, so `labels` is the default there.
-    #[arg(long, value_enum, default_value_t = EnrollmentArg::Labels)]
-    pub enrollment: EnrollmentArg,
+    /// Enrollment rule [default: labels; annotation with `serve --kube`]. Files have no CNI to annotate
+    /// pods, so `labels` is the default there; in a cluster istio-cni writes the annotation.
+    #[arg(long, value_enum)]
+    pub enrollment: Option<EnrollmentArg>,
     /// Read only AuthorizationPolicies and PeerAuthentications labelled `istio.io/rev` with this value (or
     /// unlabelled); empty reads all.
     #[arg(long, default_value = "")]
@@ -46,14 +48,20 @@ pub struct MeshArgs {
 }
 
 impl MeshArgs {
+    /// The settings, with the `labels` enrollment default of files.
     pub fn settings(&self) -> Settings {
+        self.settings_with(EnrollmentArg::Labels)
+    }
+
+    /// The settings, with `enrollment` unless `--enrollment` was given.
+    pub fn settings_with(&self, enrollment: EnrollmentArg) -> Settings {
         Settings {
             cluster_id: self.cluster_id.clone(),
             trust_domain: self.trust_domain.clone(),
             domain_suffix: self.domain_suffix.clone(),
             root_namespace: self.root_namespace.clone(),
             system_namespace: self.system_namespace.clone(),
-            enrollment: match self.enrollment {
+            enrollment: match self.enrollment.unwrap_or(enrollment) {
                 EnrollmentArg::Annotation => Enrollment::Annotation,
                 EnrollmentArg::Labels => Enrollment::Labels,
             },
@@ -79,19 +87,39 @@ pub struct CaArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Folder (read recursively) or single file of Kubernetes YAML; followed for changes while serving.
-    #[arg(long, value_name = "PATH")]
-    pub config_dir: PathBuf,
-    /// Address of the TLS gRPC listener (CA and delta xDS). Port 0 picks a free port; the bound address
-    /// is printed at start.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15012")]
-    pub grpc_addr: SocketAddr,
-    /// Address of the plaintext delta xDS listener (istiod's 15010), or `off`. Callers are authenticated
-    /// as on the TLS port, so only `tokens=FILE` (or `none`) can admit them here.
-    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr, default_value = "127.0.0.1:15010")]
-    pub xds_plaintext_addr: OptionalAddr,
-    /// Address of the admin HTTP listener (`/ready`, `/metrics`, `/debug/*` for `ambientd zc`), or `off`.
-    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr, default_value = "127.0.0.1:15014")]
-    pub admin_addr: OptionalAddr,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
+    pub config_dir: Option<PathBuf>,
+    /// Read the cluster instead of a folder: watch its Namespaces, Nodes, Pods, Services,
+    /// EndpointSlices, Gateway API and Istio security objects, with the in-cluster service account,
+    /// `KUBECONFIG` or `--kubeconfig`. Listeners then default to 0.0.0.0.
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubeconfig file for `--kube` (default: `KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account).
+    #[arg(long, value_name = "FILE", conflicts_with = "config_dir")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With `--kube`: write no status conditions (and take no part in the leader election that picks the
+    /// replica that writes them).
+    #[arg(long, conflicts_with = "config_dir")]
+    pub no_status: bool,
+    /// Address of the TLS gRPC listener (CA and delta xDS) [default: 127.0.0.1:15012; 0.0.0.0:15012 with
+    /// --kube]. Port 0 picks a free port; the bound address is printed at start.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Address of the plaintext delta xDS listener (istiod's 15010), or `off` [default: 127.0.0.1:15010;
+    /// 0.0.0.0:15010 with --kube]. Callers are authenticated as on the TLS port, so only `tokens=FILE`
+    /// (or `none`) can admit them here.
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr)]
+    pub xds_plaintext_addr: Option<OptionalAddr>,
+    /// Address of the admin HTTP listener (`/ready`, `/metrics`, `/debug/*` for `ambientd zc`), or `off`
+    /// [default: 127.0.0.1:15014; 0.0.0.0:15014 with --kube].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_optional_addr)]
+    pub admin_addr: Option<OptionalAddr>,
     /// xDS streams end with `Unavailable` after this long (±10 %), so that proxies spread over replicas
     /// again; `0` keeps streams open indefinitely.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
@@ -144,12 +172,36 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The server configuration these flags describe.
     pub fn config(&self) -> ServeConfig {
+        // Files: loopback, for a lab on this machine. A cluster: every interface, as istiod listens.
+        let host = if self.kube {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        let settings = if self.kube {
+            self.mesh.settings_with(EnrollmentArg::Annotation)
+        } else {
+            self.mesh.settings()
+        };
+        let kube = self.kube.then(|| {
+            let mut kube = KubeSettings::new(&settings.system_namespace);
+            kube.kubeconfig = self.kubeconfig.clone();
+            if self.no_status {
+                kube.status_lease = None;
+            }
+            kube
+        });
         ServeConfig {
-            config_dir: self.config_dir.clone(),
-            settings: self.mesh.settings(),
-            grpc_addr: self.grpc_addr,
-            xds_plaintext_addr: self.xds_plaintext_addr.0,
-            admin_addr: self.admin_addr.0,
+            config_dir: self.config_dir.clone().unwrap_or_default(),
+            kube,
+            settings,
+            grpc_addr: self.grpc_addr.unwrap_or(SocketAddr::new(host, 15012)),
+            xds_plaintext_addr: self
+                .xds_plaintext_addr
+                .map_or(Some(SocketAddr::new(host, 15010)), |a| a.0),
+            admin_addr: self
+                .admin_addr
+                .map_or(Some(SocketAddr::new(host, 15014)), |a| a.0),
             max_connection_age: Some(self.max_connection_age).filter(|age| !age.is_zero()),
             shutdown_grace: self.shutdown_grace,
             state_dir: self.ca.state_dir.clone(),
@@ -254,6 +306,84 @@ mod tests {
             Ok(OptionalAddr(Some("127.0.0.1:15010".parse().unwrap())))
         );
         assert!(parse_optional_addr("15010").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeConfig, clap::Error> {
+        use clap::Parser as _;
+        Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+            .map(|s| s.args.config())
+    }
+
+    #[test]
+    fn files_listen_on_loopback_and_the_cluster_on_every_interface() {
+        let files = serve(&["--config-dir", "x"]).unwrap();
+        assert_eq!(files.grpc_addr, "127.0.0.1:15012".parse().unwrap());
+        assert_eq!(
+            files.xds_plaintext_addr,
+            Some("127.0.0.1:15010".parse().unwrap())
+        );
+        assert_eq!(files.admin_addr, Some("127.0.0.1:15014".parse().unwrap()));
+        assert_eq!(files.settings.enrollment, Enrollment::Labels);
+        assert!(files.kube.is_none());
+
+        let kube = serve(&["--kube"]).unwrap();
+        assert_eq!(kube.grpc_addr, "0.0.0.0:15012".parse().unwrap());
+        assert_eq!(
+            kube.xds_plaintext_addr,
+            Some("0.0.0.0:15010".parse().unwrap())
+        );
+        assert_eq!(kube.admin_addr, Some("0.0.0.0:15014".parse().unwrap()));
+        assert_eq!(kube.settings.enrollment, Enrollment::Annotation);
+        let settings = kube.kube.expect("kube settings");
+        assert_eq!(settings.kubeconfig, None);
+        let lease = settings
+            .status_lease
+            .expect("status written by the lease holder");
+        assert_eq!(
+            (lease.namespace.as_str(), lease.name.as_str()),
+            ("istio-system", "ambientd-leader")
+        );
+
+        let given = serve(&[
+            "--kube",
+            "--kubeconfig",
+            "/k",
+            "--no-status",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "off",
+            "--enrollment",
+            "labels",
+            "--system-namespace",
+            "mesh",
+        ])
+        .unwrap();
+        assert_eq!(given.grpc_addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            given.xds_plaintext_addr,
+            Some("0.0.0.0:15010".parse().unwrap())
+        );
+        assert_eq!(given.admin_addr, None);
+        assert_eq!(given.settings.enrollment, Enrollment::Labels);
+        let settings = given.kube.expect("kube settings");
+        assert_eq!(settings.kubeconfig, Some(PathBuf::from("/k")));
+        assert_eq!(settings.status_lease, None);
+    }
+
+    #[test]
+    fn serve_needs_a_folder_or_the_cluster_but_not_both() {
+        assert!(serve(&[]).is_err());
+        assert!(serve(&["--config-dir", "x", "--kube"]).is_err());
+        assert!(serve(&["--config-dir", "x", "--kubeconfig", "/k"]).is_err());
+        assert!(serve(&["--config-dir", "x", "--no-status"]).is_err());
+        assert!(serve(&["--kubeconfig", "/k"]).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod dump;
 pub mod explain;
 pub mod generate;
 pub mod index;
+pub mod kube;
 pub mod metrics;
 pub mod model;
 pub mod serve;

@@ -69,7 +69,8 @@ enum Command {
         #[command(flatten)]
         mesh: MeshArgs,
     },
-    /// Serve ztunnels: the CA on a TLS gRPC port (istiod's 15012), following a folder of Kubernetes YAML.
+    /// Serve ztunnels: the CA and delta xDS on a TLS gRPC port (istiod's 15012), following a folder of
+    /// Kubernetes YAML or, with --kube, the cluster.
     Serve(Box<ServeArgs>),
     /// The certificate authority from the command line: print the root, issue or inspect certificates.
     Ca {

@@ -4,7 +4,11 @@
 //!
 //! Wiring, in start order ([`Server::bind`]):
 //! 1. the file source is opened and its objects build the [`Index`], shared as `Arc<RwLock<Index>>`;
-//!    a watcher applies later changes (the write lock is held only to apply a batch);
+//!    a watcher applies later changes (the write lock is held only to apply a batch). With `--kube`
+//!    the Kubernetes source starts instead ([`crate::source::kube`]) and the index starts empty: the
+//!    first batch is the complete cluster, and [`Server::run`] serves gRPC and answers `/ready` only
+//!    once it is applied (the admin API is up meanwhile). The holder of the `ambientd-leader` Lease
+//!    writes status conditions back ([`crate::kube::status`]);
 //! 2. the CA is loaded (plug-in `cacerts` folder, or the self-signed root in the state folder, created
 //!    on first start) and the root bundle is written where ztunnels can read it;
 //! 3. the serving certificate is issued by the same CA for `istiod.<ns>.svc[.<suffix>]` plus the
@@ -47,9 +51,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admin::{self, AdminState};
 use crate::index::{Changes, Index, Settings};
+use crate::kube::leader::Leadership;
+use crate::kube::{KubeError, KubeSettings};
 use crate::metrics::Metrics;
-use crate::source::Event;
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
+use crate::source::kube::KubeHandle;
+use crate::source::{Event, SourceDiagnostic};
 use crate::xds::{Notifier, XdsConfig, XdsServer};
 
 /// One way of authenticating a CSR caller (`--auth`).
@@ -93,8 +100,10 @@ impl std::fmt::Display for AuthMethod {
 /// Everything `ambientd serve` needs to start; [`crate::cli::ServeArgs::config`] fills it from flags.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Folder or file of Kubernetes YAML (followed for changes).
+    /// Folder or file of Kubernetes YAML (followed for changes). Unused with [`ServeConfig::kube`].
     pub config_dir: PathBuf,
+    /// Read the cluster instead of `config_dir` (`--kube`).
+    pub kube: Option<KubeSettings>,
     pub settings: Settings,
     /// TLS gRPC listener; port 0 picks a free port ([`Server::grpc_addr`] tells which).
     pub grpc_addr: SocketAddr,
@@ -132,6 +141,7 @@ impl ServeConfig {
     pub fn new(config_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
         ServeConfig {
             config_dir: config_dir.into(),
+            kube: None,
             settings: Settings::default(),
             grpc_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15012),
             xds_plaintext_addr: None,
@@ -182,6 +192,8 @@ impl ServeConfig {
 pub enum ServeError {
     #[error(transparent)]
     Source(#[from] FileSourceError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error(
@@ -244,9 +256,44 @@ pub struct Server {
     xds: XdsServer,
     notifier: Notifier,
     index: Arc<RwLock<Index>>,
-    watch: WatchHandle,
+    source: SourceHandle,
     events: mpsc::Receiver<Vec<Event>>,
     example_token: Option<TokenExample>,
+}
+
+/// The running source that feeds the index.
+enum SourceHandle {
+    Files(WatchHandle),
+    Kube {
+        handle: KubeHandle,
+        client: ::kube::Client,
+        url: String,
+    },
+}
+
+impl SourceHandle {
+    fn diagnostics_fn(&self) -> Arc<dyn Fn() -> Vec<SourceDiagnostic> + Send + Sync> {
+        match self {
+            SourceHandle::Files(watch) => {
+                let source = watch.source();
+                Arc::new(move || {
+                    source
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .diagnostics()
+                })
+            }
+            SourceHandle::Kube { handle, .. } => Arc::new(handle.diagnostics_fn()),
+        }
+    }
+
+    /// The `source` label of `ambientd_source_errors_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            SourceHandle::Files(_) => "files",
+            SourceHandle::Kube { .. } => "kube",
+        }
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -271,10 +318,35 @@ impl Server {
             TrustAllAuthenticator::ensure_loopback(&listeners)?;
         }
 
-        let (source, objects) = FileSource::open(&config.config_dir)?;
-        let index = Arc::new(RwLock::new(Index::build(config.settings.clone(), objects)));
+        let metrics = Arc::new(Metrics::new());
         let (tx, events) = mpsc::channel(16);
-        let watch = files::watch(source, tx)?;
+        let (index, source) = match &config.kube {
+            None => {
+                let (source, objects) = FileSource::open(&config.config_dir)?;
+                let index = Index::build(config.settings.clone(), objects);
+                (index, SourceHandle::Files(files::watch(source, tx)?))
+            }
+            Some(kube) => {
+                let (client, url) = crate::kube::client(kube.kubeconfig.as_deref()).await?;
+                info!(%url, "reading the cluster");
+                let handle = crate::source::kube::start(
+                    client.clone(),
+                    &kube.source,
+                    tx,
+                    Some(Arc::clone(&metrics)),
+                );
+                let index = Index::new(config.settings.clone());
+                (
+                    index,
+                    SourceHandle::Kube {
+                        handle,
+                        client,
+                        url,
+                    },
+                )
+            }
+        };
+        let index = Arc::new(RwLock::new(index));
 
         let ca = match &config.ca_dir {
             Some(dir) => CertificateAuthority::from_cacerts_dir(dir)?
@@ -336,7 +408,6 @@ impl Server {
             },
         );
 
-        let metrics = Arc::new(Metrics::new());
         metrics.register_index(Arc::clone(&index));
         {
             let ca_service = ca_service.clone();
@@ -355,19 +426,14 @@ impl Server {
         let admin = {
             let ca_service = ca_service.clone();
             let serving = Arc::clone(&serving);
-            let source = watch.source();
+            let diagnostics = source.diagnostics_fn();
             AdminState::new(Arc::clone(&index), Arc::clone(&metrics))
                 .with_connections(xds.registry())
                 .with_certs(move || {
                     admin::views::certs(&ca_service.authority(), &serving, &ca_service.metrics())
                 })
-                .with_config(admin::serve_config_json(&config))
-                .with_source_diagnostics(move || {
-                    source
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .diagnostics()
-                })
+                .with_config(config_json(&config))
+                .with_source_diagnostics(move || diagnostics())
         };
 
         let (listener, grpc_addr) = bind(config.grpc_addr, "--grpc-addr").await?;
@@ -405,7 +471,7 @@ impl Server {
             xds,
             notifier,
             index,
-            watch,
+            source,
             events,
             example_token,
         })
@@ -514,7 +580,21 @@ impl Server {
                 accounts.join(", ")
             }
         );
-        {
+        if let SourceHandle::Kube { url, .. } = &self.source {
+            let kinds = cfg.kube.as_ref().map_or(0, |k| k.source.kinds.len());
+            let _ = writeln!(
+                out,
+                "  source:        Kubernetes API {url} ({kinds} kinds watched; gRPC and /ready once all are listed)"
+            );
+            let status = match cfg.kube.as_ref().and_then(|k| k.status_lease.as_ref()) {
+                Some(lease) => format!(
+                    "written by the holder of Lease {}/{} (this replica: {})",
+                    lease.namespace, lease.name, lease.identity
+                ),
+                None => "not written".to_string(),
+            };
+            let _ = writeln!(out, "  status:        {status}");
+        } else {
             let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
             let _ = writeln!(
                 out,
@@ -529,6 +609,16 @@ impl Server {
                 out,
                 "  warning:       --auth none: any local process can get a certificate for any identity"
             );
+        }
+        if cfg.kube.is_some() {
+            let ns = &cfg.settings.system_namespace;
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "In the cluster, ztunnels reach it as istiod.{ns}.svc:{} when the istiod Service selects it.",
+                self.grpc_addr.port()
+            );
+            return out;
         }
 
         let url = format!("https://{}", self.ztunnel_authority());
@@ -613,29 +703,87 @@ impl Server {
             xds,
             notifier,
             index,
-            watch,
+            source,
             events,
             ..
         } = self;
 
+        let (applied_tx, mut applied) = watch::channel(0u64);
         let index_task = tokio::spawn(
             follow_source(
                 events,
                 Arc::clone(&index),
                 notifier.clone(),
                 Arc::clone(&metrics),
-                watch.source(),
+                FollowSource {
+                    label: source.label(),
+                    diagnostics: source.diagnostics_fn(),
+                    applied: applied_tx,
+                },
             )
             .in_current_span(),
         );
         let renew_task = tokio::spawn(
             renew_serving(Arc::clone(&serving), config.serving_renew_interval).in_current_span(),
         );
+        let (stop_tx, mut stopped) = watch::channel(false);
+        let admin_task = admin_listener.map(|listener| {
+            let mut stopped = stop_tx.subscribe();
+            admin::spawn(listener, admin.clone(), async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+        });
+        // The status writer follows the Lease; it writes only while this replica holds it.
+        let mut leadership = None;
+        let mut status_task = None;
+        if let (SourceHandle::Kube { handle, client, .. }, Some(lease)) = (
+            &source,
+            config.kube.as_ref().and_then(|k| k.status_lease.as_ref()),
+        ) {
+            let elected = Leadership::start(client.clone(), lease.clone());
+            status_task = Some(tokio::spawn(
+                crate::kube::status::run(
+                    client.clone(),
+                    Arc::clone(&index),
+                    handle.observations(),
+                    elected.subscribe(),
+                    applied.clone(),
+                )
+                .in_current_span(),
+            ));
+            leadership = Some(elected);
+        }
+        tokio::pin!(shutdown);
+        // With the Kubernetes source, nothing is served before the whole cluster is in the index: a
+        // ztunnel must never be told that the workloads it holds are gone.
+        if matches!(source, SourceHandle::Kube { .. }) {
+            info!("waiting for the first sync of every kind before serving");
+            let synced = tokio::select! {
+                res = applied.wait_for(|n| *n >= 1) => res.is_ok(),
+                () = &mut shutdown => false,
+            };
+            if !synced {
+                info!("stopped before the first sync");
+                let _ = stop_tx.send(true);
+                if let Some(task) = admin_task {
+                    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+                }
+                if let Some(task) = status_task {
+                    task.abort();
+                }
+                if let Some(elected) = leadership {
+                    elected.stop(Duration::from_secs(2)).await;
+                }
+                renew_task.abort();
+                index_task.abort();
+                return Ok(());
+            }
+            info!("first sync applied: serving");
+        }
 
         // tonic drops the incoming stream when told to stop, which ends the accept loop and closes the
         // listening socket; the serving configuration is shared, so renewals apply to new handshakes.
         let incoming = tls_incoming(listener, serving.server_config());
-        let (stop_tx, mut stopped) = watch::channel(false);
         let plaintext = plaintext_listener.map(|listener| {
             let mut stopped = stop_tx.subscribe();
             let service = xds.clone().into_service();
@@ -654,12 +802,6 @@ impl Server {
                 .in_current_span(),
             )
         });
-        let admin_task = admin_listener.map(|listener| {
-            let mut stopped = stop_tx.subscribe();
-            admin::spawn(listener, admin.clone(), async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-        });
         // Listening sockets are bound and the index is loaded: ready.
         admin.set_ready(true);
         let grpc = tonic::transport::Server::builder()
@@ -669,7 +811,6 @@ impl Server {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
         tokio::pin!(grpc);
-        tokio::pin!(shutdown);
 
         let result = tokio::select! {
             res = &mut grpc => res,
@@ -696,14 +837,41 @@ impl Server {
             let _ = stop_tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
+        if let Some(task) = status_task {
+            task.abort();
+        }
+        if let Some(elected) = leadership {
+            elected.stop(Duration::from_secs(2)).await;
+        }
         renew_task.abort();
         index_task.abort();
-        drop(watch);
+        drop(source);
         result.map_err(|source| ServeError::Transport {
             addr: grpc_addr,
             source,
         })
     }
+}
+
+/// `/debug/config`: the admin API's view of the flags, plus the Kubernetes source's settings.
+fn config_json(config: &ServeConfig) -> serde_json::Value {
+    let mut json = admin::serve_config_json(config);
+    if let (Some(kube), Some(map)) = (&config.kube, json.as_object_mut()) {
+        map.remove("configDir");
+        map.insert(
+            "kube".to_string(),
+            serde_json::json!({
+                "kubeconfig": kube.kubeconfig.as_ref().map(|p| p.display().to_string()),
+                "kinds": kube.source.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                "statusLease": kube.status_lease.as_ref().map(|l| serde_json::json!({
+                    "namespace": l.namespace,
+                    "name": l.name,
+                    "identity": l.identity,
+                })),
+            }),
+        );
+    }
+    json
 }
 
 /// Binds a listener; `flag` names the option that chose the address, for the error message.
@@ -738,37 +906,43 @@ pub async fn run(
     server.run(shutdown).await
 }
 
-/// Applies the file source's events to the shared index (the write lock is held per batch only) and tells
+/// What [`follow_source`] needs of the source besides its events.
+struct FollowSource {
+    /// `files` or `kube`, for the source error metric.
+    label: &'static str,
+    diagnostics: Arc<dyn Fn() -> Vec<SourceDiagnostic> + Send + Sync>,
+    /// Counts the batches applied (the status writer and the first-sync wait follow it).
+    applied: watch::Sender<u64>,
+}
+
+/// Applies the source's events to the shared index (the write lock is held per batch only) and tells
 /// the xDS connections what changed.
 async fn follow_source(
     mut events: mpsc::Receiver<Vec<Event>>,
     index: Arc<RwLock<Index>>,
     notifier: Notifier,
     metrics: Arc<Metrics>,
-    source: Arc<std::sync::Mutex<FileSource>>,
+    source: FollowSource,
 ) {
-    let mut known_problems: std::collections::BTreeSet<String> = source
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .diagnostics()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    while let Some(batch) = events.recv().await {
-        metrics.source_batch(&batch);
-        // Documents that newly failed to read count as source errors.
-        let problems: std::collections::BTreeSet<String> = source
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .diagnostics()
+    let problems_now = || -> std::collections::BTreeSet<String> {
+        (source.diagnostics)()
             .iter()
             .map(|d| d.to_string())
-            .collect();
-        let new = problems.difference(&known_problems).count() as u64;
-        if new > 0 {
-            metrics.source_errors("files", new);
+            .collect()
+    };
+    let mut known_problems = problems_now();
+    while let Some(batch) = events.recv().await {
+        metrics.source_batch(&batch);
+        // The file source's documents that newly failed to read count as source errors (the Kubernetes
+        // source counts its own as they happen).
+        if source.label == "files" {
+            let problems = problems_now();
+            let new = problems.difference(&known_problems).count() as u64;
+            if new > 0 {
+                metrics.source_errors(source.label, new);
+            }
+            known_problems = problems;
         }
-        known_problems = problems;
         let mut changes = Changes::default();
         {
             let mut index = index.write().unwrap_or_else(PoisonError::into_inner);
@@ -787,6 +961,7 @@ async fn follow_source(
             "config changed"
         );
         notifier.notify(&changes);
+        source.applied.send_modify(|n| *n += 1);
     }
 }
 

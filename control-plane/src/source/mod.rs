@@ -2,6 +2,7 @@
 //! YAML and watches it; the Kubernetes source feeds the same events.
 
 pub mod files;
+pub mod kube;
 
 use crate::model::{Object, ObjectRef};
 

@@ -1,7 +1,10 @@
 //! Fixtures shared by the admin API and `zc` tests: the bookinfo index, a fake connection registry with
-//! three proxies (in sync, NACKing, waiting for an ACK), fixed certificates and a fixed clock.
+//! three proxies (in sync, NACKing, waiting for an ACK), fixed certificates and a fixed clock; and, in
+//! [`kube_api`], a fake Kubernetes API server for the tests of everything that talks to a cluster.
 
 #![allow(dead_code)]
+
+pub mod kube_api;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

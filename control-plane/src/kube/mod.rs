@@ -1,0 +1,101 @@
+//! ambientd's side of the Kubernetes API server, apart from reading objects (that is the Kubernetes source,
+//! [`crate::source::kube`]): building the client (in-cluster, `KUBECONFIG` or `--kubeconfig`), electing
+//! one replica through a `coordination.k8s.io` Lease ([`leader`]), writing the status conditions the index
+//! computes back to the objects ([`status`]), and the list of every API call the code makes
+//! ([`API_CALLS`], for the RBAC rules).
+//!
+//! Other parts of ambientd that talk to the API server (the CA's TokenReview authenticator, its Secrets and
+//! the root-certificate ConfigMap) keep their own modules here; add their `pub mod` lines below.
+
+pub mod api_calls;
+pub mod leader;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+
+pub use self::api_calls::{API_CALLS, ApiCall};
+pub use self::leader::LeaseConfig;
+
+use crate::source::kube::KubeSourceConfig;
+
+/// How `ambientd serve --kube` talks to the cluster.
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// A kubeconfig file; `None` uses `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// What the source watches and how.
+    pub source: KubeSourceConfig,
+    /// The Lease whose holder writes status; `None` writes no status at all.
+    pub status_lease: Option<LeaseConfig>,
+}
+
+impl KubeSettings {
+    /// Defaults: the usual client configuration, every kind, status written by the holder of
+    /// `ambientd-leader` in `system_namespace`.
+    pub fn new(system_namespace: &str) -> KubeSettings {
+        KubeSettings {
+            kubeconfig: None,
+            source: KubeSourceConfig::default(),
+            status_lease: Some(LeaseConfig::new(system_namespace)),
+        }
+    }
+}
+
+/// Why no Kubernetes client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error(
+        "no kubeconfig: set KUBECONFIG or pass --kubeconfig (in a pod, mount the service account token; \
+         ambientd reads KUBERNETES_SERVICE_HOST and /var/run/secrets/kubernetes.io/serviceaccount): {reason}"
+    )]
+    NoConfig { reason: String },
+    #[error("cannot use kubeconfig {}: {reason}; pass a readable kubeconfig with --kubeconfig", .path.display())]
+    Kubeconfig { path: PathBuf, reason: String },
+    #[error("cannot build a Kubernetes client for {url}: {source}")]
+    Client {
+        url: String,
+        #[source]
+        source: ::kube::Error,
+    },
+}
+
+/// A client for the API server, and the server's URL (for messages). With `kubeconfig` that file's current
+/// context; otherwise `KUBECONFIG` (or `~/.kube/config`), falling back to the in-cluster service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<(::kube::Client, String), KubeError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let bad = |reason: String| KubeError::Kubeconfig {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let file =
+                ::kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+            ::kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| bad(e.to_string()))?
+        }
+        None => ::kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::NoConfig {
+                reason: e.to_string(),
+            })?,
+    };
+    let url = config.cluster_url.to_string();
+    let client = ::kube::Client::try_from(config).map_err(|source| KubeError::Client {
+        url: url.clone(),
+        source,
+    })?;
+    Ok((client, url))
+}
+
+/// Whether an API error is `404 Not Found`: a missing object, or a resource type the server does not serve
+/// (which it answers with a plain-text `404 page not found`, so the code is what tells).
+pub(crate) fn is_not_found(e: &::kube::Error) -> bool {
+    matches!(e, ::kube::Error::Api(status) if status.code == 404 || status.is_not_found())
+}
+
+/// Whether an API error is `409 Conflict` (a stale `resourceVersion`, or an object that already exists).
+pub(crate) fn is_conflict(e: &::kube::Error) -> bool {
+    matches!(e, ::kube::Error::Api(status)
+        if status.code == 409 || status.is_conflict() || status.is_already_exists())
+}
