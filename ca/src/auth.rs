@@ -8,7 +8,8 @@
 //! - [`TrustAllAuthenticator`] (`--auth none`): every caller is whatever its CSR asks for; only for a
 //!   lab on loopback (see [`TrustAllAuthenticator::ensure_loopback`]).
 //!
-//! A Kubernetes TokenReview authenticator implements the same [`Authenticator`] trait.
+//! The control plane's Kubernetes TokenReview authenticator implements the same [`Authenticator`] trait
+//! (asynchronously: it asks the API server).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -80,10 +81,12 @@ impl AuthError {
     }
 }
 
-/// Establishes who a caller is.
+/// Establishes who a caller is. Asynchronous, because some authenticators ask another server (a
+/// Kubernetes TokenReview); local ones answer at once.
+#[tonic::async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(None)`: this authenticator does not apply (try the next); `Err`: it applies and refuses.
-    fn authenticate(
+    async fn authenticate(
         &self,
         req: &RequestInfo<'_>,
         csr_identity: &Identity,
@@ -96,13 +99,14 @@ pub trait Authenticator: Send + Sync + 'static {
 }
 
 /// A shared authenticator is an authenticator: the CA and the xDS server can use the same ones.
+#[tonic::async_trait]
 impl<A: Authenticator + ?Sized> Authenticator for std::sync::Arc<A> {
-    fn authenticate(
+    async fn authenticate(
         &self,
         req: &RequestInfo<'_>,
         csr_identity: &Identity,
     ) -> Result<Option<Caller>, AuthError> {
-        (**self).authenticate(req, csr_identity)
+        (**self).authenticate(req, csr_identity).await
     }
 
     fn name(&self) -> &'static str {
@@ -110,8 +114,9 @@ impl<A: Authenticator + ?Sized> Authenticator for std::sync::Arc<A> {
     }
 }
 
-/// The bearer token of the request, if it has an `authorization` header.
-fn bearer_token(metadata: &MetadataMap) -> Option<Result<&str, AuthError>> {
+/// The bearer token of the request, if it has an `authorization` header (`Some(Err)` when the header is
+/// not `Bearer <token>`).
+pub fn bearer_token(metadata: &MetadataMap) -> Option<Result<&str, AuthError>> {
     let value = metadata.get("authorization")?;
     let Ok(text) = value.to_str() else {
         return Some(Err(AuthError::MalformedHeader));
@@ -223,15 +228,17 @@ impl TokenFileAuthenticator {
     }
 }
 
-fn token_digest(token: &str) -> [u8; 32] {
+/// SHA-256 of a token: how tokens are kept in memory and compared.
+pub fn token_digest(token: &str) -> [u8; 32] {
     let d = digest::digest(&digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
 }
 
+#[tonic::async_trait]
 impl Authenticator for TokenFileAuthenticator {
-    fn authenticate(
+    async fn authenticate(
         &self,
         req: &RequestInfo<'_>,
         _csr_identity: &Identity,
@@ -266,8 +273,9 @@ impl ClientCertAuthenticator {
     }
 }
 
+#[tonic::async_trait]
 impl Authenticator for ClientCertAuthenticator {
-    fn authenticate(
+    async fn authenticate(
         &self,
         req: &RequestInfo<'_>,
         _csr_identity: &Identity,
@@ -339,8 +347,9 @@ impl TrustAllAuthenticator {
     }
 }
 
+#[tonic::async_trait]
 impl Authenticator for TrustAllAuthenticator {
-    fn authenticate(
+    async fn authenticate(
         &self,
         _req: &RequestInfo<'_>,
         csr_identity: &Identity,
@@ -399,8 +408,8 @@ mod tests {
         Identity::new("cluster.local", "default", "default")
     }
 
-    #[test]
-    fn token_file_yaml_and_json() {
+    #[tokio::test]
+    async fn token_file_yaml_and_json() {
         let dir = tempfile::tempdir().unwrap();
         let yaml = dir.path().join("tokens.yaml");
         std::fs::write(
@@ -416,7 +425,7 @@ mod tests {
             metadata: &m,
             peer_certificates: None,
         };
-        let caller = a.authenticate(&req, &any_id()).unwrap().unwrap();
+        let caller = a.authenticate(&req, &any_id()).await.unwrap().unwrap();
         assert_eq!(
             caller,
             Caller {
@@ -442,7 +451,7 @@ mod tests {
             metadata: &m,
             peer_certificates: None,
         };
-        let caller = a.authenticate(&req, &any_id()).unwrap().unwrap();
+        let caller = a.authenticate(&req, &any_id()).await.unwrap().unwrap();
         assert_eq!(
             caller.identity.to_string(),
             "spiffe://example.org/ns/default/sa/app"
@@ -450,13 +459,13 @@ mod tests {
         assert_eq!(caller.node, None);
     }
 
-    #[test]
-    fn token_lookup_outcomes() {
+    #[tokio::test]
+    async fn token_lookup_outcomes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.yaml");
         std::fs::write(&path, "good: {namespace: a, serviceAccount: b}\n").unwrap();
         let a = TokenFileAuthenticator::from_file(&path, "td").unwrap();
-        let check = |auth: Option<&str>| {
+        let check = async |auth: Option<&str>| {
             let m = meta(auth);
             a.authenticate(
                 &RequestInfo {
@@ -465,15 +474,22 @@ mod tests {
                 },
                 &any_id(),
             )
+            .await
         };
-        assert_eq!(check(None), Ok(None));
+        assert_eq!(check(None).await, Ok(None));
         assert_eq!(
-            check(Some("Bearer bad")),
+            check(Some("Bearer bad")).await,
             Err(AuthError::UnknownToken(path.clone()))
         );
-        assert_eq!(check(Some("Basic Zm9v")), Err(AuthError::MalformedHeader));
-        assert_eq!(check(Some("Bearer ")), Err(AuthError::MalformedHeader));
-        assert!(check(Some("Bearer good")).unwrap().is_some());
+        assert_eq!(
+            check(Some("Basic Zm9v")).await,
+            Err(AuthError::MalformedHeader)
+        );
+        assert_eq!(
+            check(Some("Bearer ")).await,
+            Err(AuthError::MalformedHeader)
+        );
+        assert!(check(Some("Bearer good")).await.unwrap().is_some());
     }
 
     #[test]
@@ -511,8 +527,8 @@ mod tests {
         assert!(missing.to_string().contains("nope"));
     }
 
-    #[test]
-    fn trust_all_and_loopback_rule() {
+    #[tokio::test]
+    async fn trust_all_and_loopback_rule() {
         let m = meta(None);
         let req = RequestInfo {
             metadata: &m,
@@ -521,6 +537,7 @@ mod tests {
         let id = Identity::new("td", "x", "y");
         let caller = TrustAllAuthenticator
             .authenticate(&req, &id)
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(caller.identity, id);

@@ -11,6 +11,10 @@
 //!   chain from `ca-cert.pem` up to (and possibly including) the root. Chain
 //!   `[leaf, ca-cert, intermediates…, root bundle]`.
 //!
+//! Both also load from PEMs in memory ([`CertificateAuthority::from_self_signed_pems`],
+//! [`CertificateAuthority::from_cacerts_pems`]: the control plane keeps them in Kubernetes Secrets),
+//! with the same checks; errors then name `<source>/<file name>`.
+//!
 //! Either way, at start the CA certificate must be a CA, within its validity period and match the key,
 //! and a test leaf signed with it must verify (webpki, as ztunnel does) against the root bundle through
 //! the intermediates; otherwise the error names the file to fix.
@@ -84,6 +88,46 @@ impl std::fmt::Debug for CertificateAuthority {
             .field("intermediates", &self.intermediates_der.len())
             .field("roots", &self.roots_der.len())
             .field("issuer_not_after", &self.issuer_not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// istio's `cacerts` layout in memory: the PEM text of each file (or Secret key).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CaPems {
+    /// `ca-key.pem`: the private key of `ca-cert.pem`.
+    pub ca_key: String,
+    /// `ca-cert.pem`: the signing certificate.
+    pub ca_cert: String,
+    /// `root-cert.pem`: the root bundle.
+    pub root_cert: String,
+    /// `cert-chain.pem`: from `ca-cert.pem` up towards the root; `None` or empty when absent.
+    pub cert_chain: Option<String>,
+}
+
+impl std::fmt::Debug for CaPems {
+    // The key is left out on purpose.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaPems")
+            .field("ca_cert", &self.ca_cert.len())
+            .field("root_cert", &self.root_cert.len())
+            .field("cert_chain", &self.cert_chain.as_ref().map(String::len))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly generated self-signed root: its PKCS#8 key and its certificate, PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SelfSignedPems {
+    pub key_pem: String,
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for SelfSignedPems {
+    // The key is left out on purpose.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfSignedPems")
+            .field("cert_pem", &self.cert_pem)
             .finish_non_exhaustive()
     }
 }
@@ -188,6 +232,39 @@ impl CertificateAuthority {
         Ok(ca)
     }
 
+    /// A new self-signed root for `trust_domain` (ECDSA P-256, valid 10 years), as PEMs to store
+    /// somewhere (a Kubernetes Secret, say) and load with
+    /// [`from_self_signed_pems`](Self::from_self_signed_pems).
+    pub fn generate_self_signed_pems(trust_domain: &str) -> Result<SelfSignedPems, CaError> {
+        validate_trust_domain(trust_domain)?;
+        let (key, cert_der) = create_root(trust_domain)?;
+        Ok(SelfSignedPems {
+            key_pem: key.serialize_pem(),
+            cert_pem: pem::encode("CERTIFICATE", &cert_der),
+        })
+    }
+
+    /// A self-signed root held in memory, checked as
+    /// [`load_or_create_self_signed`](Self::load_or_create_self_signed) checks the state folder's. Errors
+    /// name `<source>/ca-key.pem` or `<source>/ca-cert.pem`. Writes nothing.
+    pub fn from_self_signed_pems(
+        key_pem: &str,
+        cert_pem: &str,
+        trust_domain: &str,
+        source: &Path,
+    ) -> Result<Self, CaError> {
+        validate_trust_domain(trust_domain)?;
+        let key_path = source.join(CA_KEY_FILE);
+        let cert_path = source.join(CA_CERT_FILE);
+        let key = keys::key_from_pem(key_pem).map_err(|reason| CaError::Key {
+            path: key_path,
+            reason,
+            hint: KEY_HINT,
+        })?;
+        let cert_der = parse_one_cert(cert_pem, &cert_path)?;
+        Self::self_signed_from(key, &cert_path, cert_der, trust_domain, source)
+    }
+
     /// istio `cacerts` layout (`ca-key.pem`, `ca-cert.pem`, `root-cert.pem`, optional `cert-chain.pem`);
     /// writes nothing. The trust domain is `cluster.local` unless set with
     /// [`with_trust_domain`](Self::with_trust_domain).
@@ -217,21 +294,43 @@ impl CertificateAuthority {
                 });
             }
         }
-        let key = keys::key_from_pem(&store::read(&key_path)?).map_err(|reason| CaError::Key {
-            path: key_path.clone(),
-            reason,
-            hint: PLUGIN_KEY_HINT,
-        })?;
+        let pems = CaPems {
+            ca_key: store::read(&key_path)?,
+            ca_cert: store::read(&cert_path)?,
+            root_cert: store::read(&root_path)?,
+            cert_chain: if store::exists(&chain_path)? {
+                Some(store::read(&chain_path)?)
+            } else {
+                None
+            },
+        };
         if let Some(mode) = store::loose_mode(&key_path) {
             tracing::warn!(
                 path = %key_path.display(),
                 "CA key file has mode {mode:o}, readable by others; run chmod 600 on it"
             );
         }
-        let cert_der = read_one_cert(&cert_path)?;
+        Self::from_cacerts_pems(&pems, dir)
+    }
+
+    /// istio's `cacerts` layout held in memory (the keys of a Kubernetes Secret, say), checked exactly as
+    /// [`from_cacerts_dir`](Self::from_cacerts_dir) checks the folder. Errors name
+    /// `<source>/<file name>`, so `source` should say where the PEMs came from. Writes nothing.
+    pub fn from_cacerts_pems(pems: &CaPems, source: &Path) -> Result<Self, CaError> {
+        let key_path = source.join(CA_KEY_FILE);
+        let cert_path = source.join(CA_CERT_FILE);
+        let root_path = source.join(ROOT_CERT_FILE);
+        let chain_path = source.join(CERT_CHAIN_FILE);
+        let chain_text = pems.cert_chain.as_deref().filter(|c| !c.trim().is_empty());
+        let key = keys::key_from_pem(&pems.ca_key).map_err(|reason| CaError::Key {
+            path: key_path.clone(),
+            reason,
+            hint: PLUGIN_KEY_HINT,
+        })?;
+        let cert_der = parse_one_cert(&pems.ca_cert, &cert_path)?;
         let not_after = check_ca_cert(&cert_path, &key_path, &cert_der, &key, false)?;
 
-        let roots_der = read_certs(&root_path)?;
+        let roots_der = parse_certs(&pems.root_cert, &root_path)?;
         if roots_der.is_empty() {
             return Err(CaError::Certificate {
                 path: root_path,
@@ -257,8 +356,8 @@ impl CertificateAuthority {
         if !roots_der.contains(&cert_der) {
             intermediates_der.push(cert_der.clone());
         }
-        if store::exists(&chain_path)? {
-            let chain = read_certs(&chain_path)?;
+        if let Some(text) = chain_text {
+            let chain = parse_certs(text, &chain_path)?;
             for (i, c) in chain.into_iter().enumerate() {
                 if c == cert_der {
                     if i != 0 {
@@ -306,17 +405,17 @@ impl CertificateAuthority {
                 .map(|d| pem::encode("CERTIFICATE", d))
                 .collect(),
             roots_der,
-            source: dir.to_path_buf(),
+            source: source.to_path_buf(),
             rng: SystemRandom::new(),
         };
-        let chain_or_cert = if store::exists(&chain_path)? {
+        let chain_or_cert = if chain_text.is_some() {
             chain_path
         } else {
             cert_path.clone()
         };
         ca.self_test(&chain_or_cert, &root_path)?;
         tracing::info!(
-            dir = %dir.display(),
+            source = %source.display(),
             intermediates = ca.intermediates_der.len(),
             roots = ca.roots_der.len(),
             "loaded the plug-in CA"
@@ -602,9 +701,13 @@ fn create_root(trust_domain: &str) -> Result<(KeyPair, CertificateDer<'static>),
     Ok((key, cert.der().clone()))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
-    let text = store::read(path)?;
-    let blocks = pem::parse(&text).map_err(|reason| CaError::Certificate {
+fn read_one_cert(path: &Path) -> Result<CertificateDer<'static>, CaError> {
+    parse_one_cert(&store::read(path)?, path)
+}
+
+/// The certificates of a PEM text; `path` names it in errors.
+fn parse_certs(text: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
+    let blocks = pem::parse(text).map_err(|reason| CaError::Certificate {
         path: path.to_path_buf(),
         reason: format!("not PEM: {reason}"),
     })?;
@@ -625,8 +728,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
     Ok(out)
 }
 
-fn read_one_cert(path: &Path) -> Result<CertificateDer<'static>, CaError> {
-    let mut certs = read_certs(path)?;
+/// The one certificate of a PEM text; `path` names it in errors.
+fn parse_one_cert(text: &str, path: &Path) -> Result<CertificateDer<'static>, CaError> {
+    let mut certs = parse_certs(text, path)?;
     match certs.len() {
         1 => Ok(certs.remove(0)),
         0 => Err(CaError::Certificate {

@@ -29,7 +29,7 @@ pub use auth::{
     AuthError, Authenticator, Caller, ClientCertAuthenticator, NoPods, NodeLookup, RequestInfo,
     TokenFileAuthenticator, TrustAllAuthenticator,
 };
-pub use authority::CertificateAuthority;
+pub use authority::{CaPems, CertificateAuthority, SelfSignedPems};
 pub use error::{CaError, CsrError};
 pub use metrics::{CaMetrics, LatencySummary, RefusalReason};
 pub use service::{

@@ -163,7 +163,7 @@ impl CaService {
     }
 
     /// The whole decision for one request, without the gRPC wrapping. Returns the chain.
-    fn handle(
+    async fn handle(
         &self,
         request: &Request<IstioCertificateRequest>,
     ) -> Result<(Vec<String>, Identity, Caller, String), Refusal> {
@@ -187,7 +187,7 @@ impl CaService {
             metadata: request.metadata(),
             peer_certificates: peer_certs.as_deref().map(Vec::as_slice),
         };
-        let caller = self.authenticate(&info, &requested)?;
+        let caller = self.authenticate(&info, &requested).await?;
 
         let ca = self.authority();
         if requested.trust_domain != ca.trust_domain() {
@@ -247,13 +247,13 @@ impl CaService {
         Ok((issued.chain, requested, caller, issued.serial))
     }
 
-    fn authenticate(
+    async fn authenticate(
         &self,
         info: &RequestInfo<'_>,
         requested: &Identity,
     ) -> Result<Caller, Refusal> {
         for a in &self.inner.authenticators {
-            match a.authenticate(info, requested) {
+            match a.authenticate(info, requested).await {
                 Ok(Some(caller)) => return Ok(caller),
                 Ok(None) => continue,
                 Err(e) => {
@@ -379,7 +379,7 @@ impl IstioCertificateService for CaService {
         request: Request<IstioCertificateRequest>,
     ) -> Result<Response<IstioCertificateResponse>, Status> {
         let start = Instant::now();
-        let outcome = self.handle(&request);
+        let outcome = self.handle(&request).await;
         let elapsed = start.elapsed();
         self.inner.metrics.observe(elapsed);
         let peer = request.remote_addr();

@@ -386,8 +386,13 @@ fn ttl_is_capped_at_the_maximum() {
 
 /// An authenticator that always refuses, to check that a refusal stops the chain.
 struct Refuses;
+#[tonic::async_trait]
 impl Authenticator for Refuses {
-    fn authenticate(&self, _: &RequestInfo<'_>, _: &Identity) -> Result<Option<Caller>, AuthError> {
+    async fn authenticate(
+        &self,
+        _: &RequestInfo<'_>,
+        _: &Identity,
+    ) -> Result<Option<Caller>, AuthError> {
         Err(AuthError::Refused("token review says no".into()))
     }
 }

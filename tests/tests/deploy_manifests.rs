@@ -33,26 +33,9 @@ use serde_json::Value;
 
 // --- What ambientd needs from the cluster --------------------------------------------------------------
 
-/// Calls of `ambientd serve --kube` that `ambient_control_plane::kube::API_CALLS` does not list yet: the
-/// Kubernetes side of the CA (the TokenReview authenticator, the CA Secrets, the root-certificate
-/// ConfigMaps) lands separately. Once `API_CALLS` lists them, this list goes (the test notes on stderr
-/// which entries are already listed there).
-const CA_API_CALLS: &[ApiCall] = &[
-    ("authentication.k8s.io", "tokenreviews", "create"),
-    ("", "configmaps", "get"),
-    ("", "configmaps", "create"),
-    ("", "configmaps", "update"),
-    ("", "secrets", "get"),
-    ("", "secrets", "create"),
-    ("", "secrets", "update"),
-];
-
 /// What the RBAC must grant, and all it may grant.
 fn api_calls() -> BTreeSet<ApiCall> {
-    for call in CA_API_CALLS.iter().filter(|c| API_CALLS.contains(c)) {
-        eprintln!("note: {call:?} is in kube::API_CALLS now; delete it from CA_API_CALLS");
-    }
-    API_CALLS.iter().chain(CA_API_CALLS).copied().collect()
+    API_CALLS.iter().copied().collect()
 }
 
 /// Resources ambientd touches only in its own namespace: granted by a Role there, never cluster-wide.

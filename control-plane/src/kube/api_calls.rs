@@ -1,4 +1,4 @@
-//! Every Kubernetes API call ambientd's source, leader election and status writer make, as
+//! Every Kubernetes API call ambientd's source, leader election, status writer and CA make, as
 //! `(API group, resource, verb)` in RBAC terms, for the ClusterRole that lets ambientd run. The tests
 //! below check it against the kinds the source watches, and `control-plane/tests/kube_source.rs` against
 //! the requests a fake API server actually receives.
@@ -7,8 +7,8 @@
 /// `resource/subresource`, as RBAC rules name it.
 pub type ApiCall = (&'static str, &'static str, &'static str);
 
-/// Every call the code makes. Namespaced resources are read in every namespace; the Lease is read and
-/// written only in the system namespace.
+/// Every call the code makes. Namespaced resources are read in every namespace; the Lease and the
+/// Secrets are read and written only in the system namespace.
 pub const API_CALLS: &[ApiCall] = &[
     // The Kubernetes source (crate::source::kube): a list, then a watch, per kind.
     ("", "namespaces", "list"),
@@ -38,6 +38,15 @@ pub const API_CALLS: &[ApiCall] = &[
     // Status written by the leader (super::status): server-side apply on the status subresource.
     ("", "services/status", "patch"),
     ("security.istio.io", "authorizationpolicies/status", "patch"),
+    // The CA (super::tokenreview, super::ca_secret, super::root_cert): TokenReviews of callers' tokens;
+    // Secrets `cacerts` and `istio-ca-secret` in the system namespace; ConfigMap `istio-ca-root-cert`
+    // in every namespace (the namespaces come from the list and watch above).
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("", "secrets", "get"),
+    ("", "secrets", "create"),
+    ("", "configmaps", "get"),
+    ("", "configmaps", "create"),
+    ("", "configmaps", "update"),
 ];
 
 #[cfg(test)]
@@ -69,7 +78,11 @@ mod tests {
         }
         for verb in ["get", "create", "update"] {
             expected.insert(("coordination.k8s.io", "leases", verb));
+            expected.insert(("", "configmaps", verb));
         }
+        expected.insert(("authentication.k8s.io", "tokenreviews", "create"));
+        expected.insert(("", "secrets", "get"));
+        expected.insert(("", "secrets", "create"));
         let listed: BTreeSet<ApiCall> = API_CALLS.iter().copied().collect();
         assert_eq!(listed.len(), API_CALLS.len(), "no call is listed twice");
         assert_eq!(listed, expected);

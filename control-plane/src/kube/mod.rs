@@ -8,8 +8,12 @@
 //! the root-certificate ConfigMap) keep their own modules here; add their `pub mod` lines below.
 
 pub mod api_calls;
+pub mod ca;
+pub mod ca_secret;
 pub mod leader;
+pub mod root_cert;
 pub mod status;
+pub mod tokenreview;
 
 use std::path::{Path, PathBuf};
 

@@ -486,7 +486,7 @@ impl Connection {
     /// Handles one request; `Err` ends the stream.
     async fn on_request(&mut self, request: DeltaDiscoveryRequest) -> Result<(), End> {
         if self.peer.is_none() {
-            self.identify(request.node.as_ref())?;
+            self.identify(request.node.as_ref()).await?;
         }
         let Some(kind) = XdsType::from_type_url(&request.type_url) else {
             if request.response_nonce.is_empty() {
@@ -599,7 +599,7 @@ impl Connection {
 
     /// Binds the stream to the node of its first request, authenticates the caller and checks that its
     /// identity may act for that node (istiod's identity check).
-    fn identify(&mut self, node: Option<&Node>) -> Result<(), End> {
+    async fn identify(&mut self, node: Option<&Node>) -> Result<(), End> {
         let Some(node) = node.filter(|n| !n.id.is_empty()) else {
             return Err(End::Refused(Status::invalid_argument(
                 "the first request of a stream must carry the node (node.id)",
@@ -621,7 +621,7 @@ impl Connection {
             };
             let mut caller = None;
             for a in authenticators.iter() {
-                match a.authenticate(&info, &requested) {
+                match a.authenticate(&info, &requested).await {
                     Ok(Some(c)) => {
                         caller = Some(c);
                         break;
