@@ -135,14 +135,11 @@ pub struct ServeArgs {
     /// Repeat the flag for several addresses.
     #[arg(long = "serving-ip", value_name = "IP", default_value = "127.0.0.1")]
     pub serving_ip: Vec<IpAddr>,
-    /// How CSR callers are authenticated: `tokens=FILE` (bearer tokens mapped to service accounts, YAML
-    /// or JSON), `cert` (a client certificate from this CA), `none` (trust every caller; loopback only).
-    /// Repeat the flag for several; they are tried in order.
-    #[arg(
-        long = "auth",
-        value_name = "tokens=FILE|cert|none",
-        default_value = "cert"
-    )]
+    /// How CSR callers and xDS streams are authenticated: `tokens=FILE` (bearer tokens mapped to service
+    /// accounts, YAML or JSON), `cert` (a client certificate from this CA), `kube` (a service account
+    /// token, checked with a TokenReview; with --kube), `none` (trust every caller; loopback only).
+    /// Repeat the flag for several; they are tried in order [default: cert; cert and kube with --kube].
+    #[arg(long = "auth", value_name = "tokens=FILE|cert|kube|none")]
     pub auth: Vec<AuthMethod>,
     /// Service accounts (`namespace/name`, comma-separated) allowed to ask for the identity of a pod on
     /// their own node (ztunnel's impersonation).
@@ -208,7 +205,14 @@ impl ServeArgs {
             ca_dir: self.ca.ca_dir.clone(),
             serving_dns: self.serving_dns.clone(),
             serving_ips: self.serving_ip.clone(),
-            auth: self.auth.clone(),
+            auth: if !self.auth.is_empty() {
+                self.auth.clone()
+            } else if self.kube {
+                // istiod's order: a client certificate, then a Kubernetes token.
+                vec![AuthMethod::Cert, AuthMethod::Kube]
+            } else {
+                vec![AuthMethod::Cert]
+            },
             trusted_node_accounts: self.trusted_node_accounts.clone(),
             max_workload_cert_ttl: self.max_workload_cert_ttl,
             serving_cert_ttl: self.serving_cert_ttl,

@@ -68,6 +68,8 @@ pub enum AuthMethod {
     Cert,
     /// `none`: every caller is whoever its CSR says. Refused unless the listener binds loopback.
     None,
+    /// `kube`: a Kubernetes service account token, checked with a TokenReview (`--kube` only).
+    Kube,
 }
 
 impl FromStr for AuthMethod {
@@ -77,10 +79,11 @@ impl FromStr for AuthMethod {
         match s {
             "cert" => Ok(AuthMethod::Cert),
             "none" => Ok(AuthMethod::None),
+            "kube" => Ok(AuthMethod::Kube),
             _ => match s.strip_prefix("tokens=") {
                 Some(path) if !path.is_empty() => Ok(AuthMethod::Tokens(PathBuf::from(path))),
                 _ => Err(format!(
-                    "{s:?} is not an authentication method: use tokens=FILE, cert or none"
+                    "{s:?} is not an authentication method: use tokens=FILE, cert, kube or none"
                 )),
             },
         }
@@ -93,6 +96,7 @@ impl std::fmt::Display for AuthMethod {
             AuthMethod::Tokens(path) => write!(f, "tokens={}", path.display()),
             AuthMethod::Cert => f.write_str("cert"),
             AuthMethod::None => f.write_str("none"),
+            AuthMethod::Kube => f.write_str("kube"),
         }
     }
 }
@@ -194,6 +198,13 @@ pub enum ServeError {
     Source(#[from] FileSourceError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    #[error(transparent)]
+    KubeCa(#[from] crate::kube::ca_secret::KubeCaError),
+    #[error(
+        "--auth kube checks Kubernetes service account tokens and needs --kube; without a cluster use \
+         tokens=FILE, cert or none"
+    )]
+    KubeAuthWithoutKube,
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error(
@@ -348,10 +359,26 @@ impl Server {
         };
         let index = Arc::new(RwLock::new(index));
 
-        let ca = match &config.ca_dir {
-            Some(dir) => CertificateAuthority::from_cacerts_dir(dir)?
+        let kube_client = match &source {
+            SourceHandle::Kube { client, .. } => Some(client.clone()),
+            SourceHandle::Files(_) => None,
+        };
+        let ca = match (&config.ca_dir, &kube_client) {
+            (Some(dir), _) => CertificateAuthority::from_cacerts_dir(dir)?
                 .with_trust_domain(&config.settings.trust_domain)?,
-            None => CertificateAuthority::load_or_create_self_signed(
+            // In a cluster the keys live in Secrets, as istiod keeps them: `cacerts`, else the
+            // self-signed root of `istio-ca-secret` (created by the first replica to start).
+            (None, Some(client)) => {
+                let loaded = crate::kube::ca_secret::load(
+                    client.clone(),
+                    &config.settings.system_namespace,
+                    &config.settings.trust_domain,
+                )
+                .await?;
+                info!(secret = %loaded.secret, origin = ?loaded.origin, "CA keys from the cluster");
+                loaded.ca
+            }
+            (None, None) => CertificateAuthority::load_or_create_self_signed(
                 &config.state_dir,
                 &config.settings.trust_domain,
             )?,
@@ -393,6 +420,21 @@ impl Server {
                     authenticators.push(Arc::new(ClientCertAuthenticator::new(ca.trust_domain())))
                 }
                 AuthMethod::None => authenticators.push(Arc::new(TrustAllAuthenticator)),
+                AuthMethod::Kube => {
+                    let Some(client) = &kube_client else {
+                        return Err(ServeError::KubeAuthWithoutKube);
+                    };
+                    authenticators.push(Arc::new(
+                        crate::kube::tokenreview::TokenReviewAuthenticator::new(
+                            client.clone(),
+                            crate::kube::tokenreview::TokenReviewConfig::new(
+                                ca.trust_domain(),
+                                &config.settings.cluster_id,
+                            ),
+                            Some(crate::kube::ca::index_pods(Arc::clone(&index))),
+                        ),
+                    ));
+                }
             }
         }
         let ca_service = CaService::new(
@@ -699,6 +741,7 @@ impl Server {
             admin,
             metrics,
             serving,
+            ca,
             ca_service,
             xds,
             notifier,
@@ -753,6 +796,16 @@ impl Server {
             ));
             leadership = Some(elected);
         }
+        // The root bundle goes into ConfigMap `istio-ca-root-cert` of every namespace (the ztunnel and
+        // waypoint charts mount it), written by the Lease holder, or by every replica without a Lease.
+        let _root_publisher = match &source {
+            SourceHandle::Kube { client, .. } => Some(crate::kube::ca::publish_root(
+                client.clone(),
+                &ca,
+                leadership.as_ref().map(|l| l.subscribe()),
+            )),
+            SourceHandle::Files(_) => None,
+        };
         tokio::pin!(shutdown);
         // With the Kubernetes source, nothing is served before the whole cluster is in the index: a
         // ztunnel must never be told that the workloads it holds are gone.

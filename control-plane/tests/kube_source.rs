@@ -422,7 +422,8 @@ async fn serve(
     cfg.settings = settings();
     cfg.grpc_addr = "127.0.0.1:0".parse().unwrap();
     cfg.admin_addr = Some("127.0.0.1:0".parse().unwrap());
-    cfg.auth = vec![AuthMethod::Cert];
+    // The `--kube` default: a client certificate, then a Kubernetes token.
+    cfg.auth = vec![AuthMethod::Cert, AuthMethod::Kube];
     let mut kube = KubeSettings::new("istio-system");
     kube.kubeconfig = Some(kubeconfig);
     kube.status_lease = identity.map(|identity| LeaseConfig {
@@ -506,10 +507,24 @@ async fn serve_kube_is_ready_only_after_every_kind_synced() {
     tokio::net::TcpStream::connect(server.grpc)
         .await
         .expect("grpc accepts");
-    // No status without a Lease.
-    assert!(
-        fake.requests().iter().all(|r| r.method == Method::GET),
-        "reads only"
+    // No status and no Lease without a Lease name: besides reads, only the CA's own writes (its
+    // root in `istio-ca-secret`, the root ConfigMaps).
+    let writes: BTreeSet<(String, String, String)> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method != Method::GET)
+        .filter_map(Recorded::api_call)
+        .collect();
+    assert_eq!(
+        writes,
+        BTreeSet::from([
+            (
+                "".to_string(),
+                "configmaps".to_string(),
+                "create".to_string()
+            ),
+            ("".to_string(), "secrets".to_string(), "create".to_string()),
+        ])
     );
     server.stop().await;
 }
@@ -692,12 +707,12 @@ async fn api_calls_lists_exactly_the_calls_ambientd_makes() {
     fake.apply(policy("shop", "allow-a", false));
     let dir = tempfile::tempdir().unwrap();
     let server = serve(&fake, &dir, "ambientd", Some("replica-a")).await;
-    // The CA's calls (TokenReviews, its Secrets, the root-certificate ConfigMaps) are checked by
-    // tests/kube_ca.rs; `serve --kube` does not make them yet.
-    let ca_resources = ["tokenreviews", "secrets", "configmaps"];
+    // Two calls a plain start does not make: a TokenReview (no CSR or token-authenticated stream here)
+    // and a ConfigMap update (no root ConfigMap exists yet); tests/kube_ca.rs covers both.
+    let not_made = [("tokenreviews", "create"), ("configmaps", "update")];
     let listed: BTreeSet<(String, String, String)> = API_CALLS
         .iter()
-        .filter(|(_, r, _)| !ca_resources.contains(r))
+        .filter(|(_, r, v)| !not_made.contains(&(*r, *v)))
         .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
         .collect();
     // Every kind listed and watched, the lease created and renewed, both kinds of status written.
@@ -907,4 +922,106 @@ async fn serve_kube_prints_the_cluster_it_reads_and_becomes_ready() {
     assert_eq!(tokens, BTreeSet::from([Some("cli".to_string())]));
     let _ = child.kill();
     let _ = child.wait();
+}
+
+// A workload certificate in the cluster
+
+#[tokio::test]
+async fn a_csr_with_a_service_account_token_gets_a_certificate_through_a_tokenreview() {
+    use ambient_proto::auth::IstioCertificateRequest;
+    use ambient_proto::auth::istio_certificate_service_client::IstioCertificateServiceClient;
+    use support::kube_api::Reply;
+
+    let fake = FakeKubeApi::start(ResourceType::all()).await;
+    fake.apply(namespace("shop"));
+    fake.apply(pod("shop", "web-0", "10.0.0.1", "web"));
+    // The API server knows one token: the service account `shop/web`, for the istio-ca audience.
+    fake.on(
+        Method::POST,
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        |req: &Recorded| {
+            let status = if req.body["spec"]["token"] == "web-token" {
+                json!({"authenticated": true, "audiences": ["istio-ca"], "user": {
+                    "username": "system:serviceaccount:shop:web",
+                    "groups": ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"]}})
+            } else {
+                json!({"authenticated": false, "error": "invalid bearer token"})
+            };
+            Reply::json(
+                201,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "metadata": {}, "spec": req.body["spec"].clone(), "status": status}),
+            )
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&fake, &dir, "ambientd", None).await;
+    let admin = server.admin.expect("admin listener");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_status(admin, "/ready").await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ready within the wait"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The root is the one kept in `istio-ca-secret`, and the server wrote it where the banner says.
+    let root = std::fs::read_to_string(dir.path().join("ambientd-state").join("root-cert.pem"))
+        .expect("root bundle");
+    let secret = fake
+        .get(&ResourceType::secrets(), "istio-system", "istio-ca-secret")
+        .expect("istio-ca-secret created");
+    assert!(secret["data"]["root-cert.pem"].is_string(), "{secret}");
+
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&root))
+        .domain_name("istiod.istio-system.svc");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", server.grpc))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS to 15012");
+    let mut client = IstioCertificateServiceClient::new(channel);
+    let identity = "spiffe://cluster.local/ns/shop/sa/web";
+    let csr = {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = vec![rcgen::SanType::URI(identity.try_into().unwrap())];
+        params.serialize_request(&key).unwrap().pem().unwrap()
+    };
+    let request = |token: &str| {
+        let mut r = tonic::Request::new(IstioCertificateRequest {
+            csr: csr.clone(),
+            validity_duration: 3600,
+            metadata: None,
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    };
+    let chain = client
+        .create_certificate(request("web-token"))
+        .await
+        .expect("a certificate")
+        .into_inner()
+        .cert_chain;
+    assert_eq!(chain.len(), 2, "leaf and root");
+    assert_eq!(chain[1].trim(), root.trim());
+    let reviews = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/tokenreviews"))
+        .count();
+    assert_eq!(reviews, 1);
+
+    let refused = client
+        .create_certificate(request("stolen"))
+        .await
+        .expect_err("an unknown token is refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    server.stop().await;
 }

@@ -99,6 +99,12 @@ impl ResourceType {
     pub fn leases() -> Self {
         Self::new("coordination.k8s.io", "v1", "leases", "Lease", true)
     }
+    pub fn secrets() -> Self {
+        Self::new("", "v1", "secrets", "Secret", true)
+    }
+    pub fn config_maps() -> Self {
+        Self::new("", "v1", "configmaps", "ConfigMap", true)
+    }
     pub fn gateway_classes() -> Self {
         Self::new(
             "gateway.networking.k8s.io",
@@ -145,7 +151,8 @@ impl ResourceType {
         )
     }
 
-    /// What every cluster serves: the core kinds ambientd reads, EndpointSlices and Leases.
+    /// What every cluster serves: the core kinds ambientd reads, EndpointSlices, Leases, and the Secrets
+    /// and ConfigMaps of the CA.
     pub fn builtin() -> Vec<Self> {
         vec![
             Self::namespaces(),
@@ -154,6 +161,8 @@ impl ResourceType {
             Self::services(),
             Self::endpoint_slices(),
             Self::leases(),
+            Self::secrets(),
+            Self::config_maps(),
         ]
     }
 
