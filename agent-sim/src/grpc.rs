@@ -10,7 +10,8 @@
 
 use std::convert::Infallible;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use ambient_proto::frames::{FrameError, Frames};
+use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
@@ -31,32 +32,22 @@ pub const DELTA_ADS_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /// ztunnel's limit on a decoded xDS message.
 pub const MAX_MESSAGE: usize = 200 * 1024 * 1024;
-/// After a message larger than this, the buffer is released.
-const KEEP_BUFFER: usize = 64 * 1024;
-const HEADER: usize = 5;
-
 /// One gRPC message frame: no compression, 4-byte big-endian length, the encoded message.
 fn frame<M: Message>(m: &M) -> Bytes {
-    let len = m.encoded_len();
-    let mut b = BytesMut::with_capacity(HEADER + len);
-    b.put_u8(0);
-    b.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-    // Encoding into a buffer with enough room cannot fail.
-    let _ = m.encode(&mut b);
-    b.freeze()
+    ambient_proto::frames::encode(m)
 }
 
 /// The response side of an open stream.
 pub struct DeltaStream {
     body: Body,
-    buf: BytesMut,
+    frames: Frames,
     done: bool,
 }
 
 impl std::fmt::Debug for DeltaStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeltaStream")
-            .field("buffered", &self.buf.len())
+            .field("buffered", &!self.frames.is_empty())
             .finish()
     }
 }
@@ -108,7 +99,7 @@ pub async fn open(
         }
         return Ok(DeltaStream {
             body: Body::empty(),
-            buf: BytesMut::new(),
+            frames: Frames::new(MAX_MESSAGE),
             done: true,
         });
     }
@@ -117,7 +108,7 @@ pub async fn open(
     }
     Ok(DeltaStream {
         body,
-        buf: BytesMut::new(),
+        frames: Frames::new(MAX_MESSAGE),
         done: false,
     })
 }
@@ -135,7 +126,7 @@ impl DeltaStream {
             match self.body.frame().await {
                 None => {
                     self.done = true;
-                    if !self.buf.is_empty() {
+                    if !self.frames.is_empty() {
                         return Err(Status::internal("the stream ended inside a message"));
                     }
                     return Ok(None);
@@ -145,7 +136,7 @@ impl DeltaStream {
                     return Err(status);
                 }
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.buf.extend_from_slice(&data),
+                    Ok(data) => self.frames.extend(&data),
                     Err(frame) => {
                         self.done = true;
                         if let Some(status) = frame
@@ -163,41 +154,22 @@ impl DeltaStream {
 
     /// Decodes a whole message from the buffer, if one is there.
     fn take_message(&mut self) -> Result<Option<DeltaDiscoveryResponse>, Status> {
-        if self.buf.len() < HEADER {
-            return Ok(None);
-        }
-        if self.buf[0] != 0 {
-            return Err(Status::internal(
-                "the server sent a compressed message, which was not asked for",
-            ));
-        }
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_MESSAGE {
-            return Err(Status::out_of_range(format!(
-                "decoded message length too large: found {len} bytes, the limit is: {MAX_MESSAGE} bytes"
-            )));
-        }
-        if self.buf.len() < HEADER + len {
-            // Room for the rest at once, rather than growing step by step.
-            self.buf.reserve(HEADER + len - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(HEADER);
-        let body = self.buf.split_to(len);
-        let message = DeltaDiscoveryResponse::decode(&body[..])
-            .map_err(|e| Status::internal(format!("decoding the response: {e}")))?;
-        drop(body);
-        if len > KEEP_BUFFER {
-            // What is left still points into the big allocation: copy it out so the allocation goes.
-            self.buf = BytesMut::from(&self.buf[..]);
-        }
-        Ok(Some(message))
+        self.frames.next_message().map_err(|e| match e {
+            FrameError::Compressed => {
+                Status::internal("the server sent a compressed message, which was not asked for")
+            }
+            FrameError::TooLarge { len, max } => Status::out_of_range(format!(
+                "decoded message length too large: found {len} bytes, the limit is: {max} bytes"
+            )),
+            FrameError::Decode(e) => Status::internal(format!("decoding the response: {e}")),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
 
     fn stream_of(chunks: Vec<Bytes>, trailers: Option<http::HeaderMap>) -> DeltaStream {
         let mut frames: Vec<Result<Frame<Bytes>, Infallible>> =
@@ -207,7 +179,7 @@ mod tests {
         }
         DeltaStream {
             body: Body::new(StreamBody::new(tokio_stream::iter(frames))),
-            buf: BytesMut::new(),
+            frames: Frames::new(MAX_MESSAGE),
             done: false,
         }
     }
@@ -237,7 +209,7 @@ mod tests {
             ("1", 20_000)
         );
         // Only the start of the next message is kept, in a buffer of its own.
-        assert!(s.buf.capacity() < 1024, "{}", s.buf.capacity());
+        assert!(s.frames.capacity() < 1024, "{}", s.frames.capacity());
         let second = s.message().await.expect("ok").expect("message");
         assert_eq!(second.nonce, "2");
         assert_eq!(s.message().await.expect("ok"), None);

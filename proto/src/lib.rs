@@ -16,6 +16,7 @@
 //! (`UInt32Value` is `Option<u32>`, `Empty` is `()`).
 
 mod descriptor;
+pub mod frames;
 pub mod json;
 
 pub use descriptor::{FILE_DESCRIPTOR_SET, descriptor_pool};

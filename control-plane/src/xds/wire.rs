@@ -17,10 +17,9 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use http_body_util::BodyExt;
-use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -28,6 +27,8 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::server::NamedService;
 use tonic::{Code, Status};
+
+use ambient_proto::frames::{FrameError, Frames, HEADER};
 
 use super::XdsServer;
 use crate::index::Resource;
@@ -38,9 +39,6 @@ const DELTA_METHOD: &str = "DeltaAggregatedResources";
 const SOTW_METHOD: &str = "StreamAggregatedResources";
 /// The largest request accepted (a reconnect lists every name held).
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
-/// After a request larger than this, its buffer is released.
-const KEEP_BUFFER: usize = 64 * 1024;
-const HEADER: usize = 5;
 
 // Field numbers of envoy.service.discovery.v3.DeltaDiscoveryResponse, Resource and google.protobuf.Any.
 const RESPONSE_RESOURCES: u32 = 2;
@@ -144,7 +142,7 @@ fn hex16(v: u64) -> [u8; 16] {
 /// The request messages of one stream, decoded from the HTTP body as they arrive.
 pub(super) struct Requests {
     body: Body,
-    buf: BytesMut,
+    frames: Frames,
     done: bool,
 }
 
@@ -152,7 +150,7 @@ impl Requests {
     pub(super) fn new(body: Body) -> Requests {
         Requests {
             body,
-            buf: BytesMut::new(),
+            frames: Frames::new(MAX_REQUEST),
             done: false,
         }
     }
@@ -169,7 +167,7 @@ impl Requests {
             match self.body.frame().await {
                 None => {
                     self.done = true;
-                    if !self.buf.is_empty() {
+                    if !self.frames.is_empty() {
                         return Err(Status::invalid_argument(
                             "the request stream ended inside a message",
                         ));
@@ -181,7 +179,7 @@ impl Requests {
                 }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
+                        self.frames.extend(&data);
                     }
                 }
             }
@@ -189,35 +187,17 @@ impl Requests {
     }
 
     fn take_message(&mut self) -> Result<Option<DeltaDiscoveryRequest>, Status> {
-        if self.buf.len() < HEADER {
-            return Ok(None);
-        }
-        if self.buf[0] != 0 {
-            return Err(Status::unimplemented(
+        self.frames.next_message().map_err(|e| match e {
+            FrameError::Compressed => Status::unimplemented(
                 "compressed requests are not supported: send uncompressed messages",
-            ));
-        }
-        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_REQUEST {
-            return Err(Status::out_of_range(format!(
-                "a request of {len} bytes is over the limit of {MAX_REQUEST} bytes"
-            )));
-        }
-        if self.buf.len() < HEADER + len {
-            self.buf.reserve(HEADER + len - self.buf.len());
-            return Ok(None);
-        }
-        self.buf.advance(HEADER);
-        let body = self.buf.split_to(len);
-        let message = DeltaDiscoveryRequest::decode(&body[..]).map_err(|e| {
-            Status::invalid_argument(format!("the request is not a DeltaDiscoveryRequest: {e}"))
-        })?;
-        drop(body);
-        if len > KEEP_BUFFER {
-            // The rest still points into the large allocation: copy it out so the allocation goes.
-            self.buf = BytesMut::from(&self.buf[..]);
-        }
-        Ok(Some(message))
+            ),
+            FrameError::TooLarge { len, max } => Status::out_of_range(format!(
+                "a request of {len} bytes is over the limit of {max} bytes"
+            )),
+            FrameError::Decode(e) => {
+                Status::invalid_argument(format!("the request is not a DeltaDiscoveryRequest: {e}"))
+            }
+        })
     }
 }
 
@@ -327,6 +307,7 @@ mod tests {
         DeltaDiscoveryResponse, Resource as XdsResource,
     };
     use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
     use std::sync::Arc;
 
     fn resource(name: &str, body: &[u8]) -> Resource {
@@ -425,7 +406,7 @@ mod tests {
         let mut requests = Requests::new(body);
         assert_eq!(requests.message().await.unwrap(), Some(big));
         assert!(
-            requests.buf.capacity() <= KEEP_BUFFER,
+            requests.frames.capacity() <= 64 * 1024,
             "the large buffer is released"
         );
         assert_eq!(requests.message().await.unwrap(), Some(small));
