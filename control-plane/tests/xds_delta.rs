@@ -843,9 +843,11 @@ async fn initial_syncs_take_turns_when_the_limit_is_reached() {
 
 impl Ztunnel {
     /// ztunnel's on-demand start: Address subscribed to `*` and unsubscribed at once, then Authorization.
-    async fn connect_on_demand(h: &Harness) -> Ztunnel {
+    /// With the keys it holds (`initial_resource_versions`; `""` for a key still waiting).
+    async fn connect_on_demand(h: &Harness, held: HashMap<String, String>) -> Ztunnel {
         let zt = h.open().await;
         zt.send(DeltaDiscoveryRequest {
+            initial_resource_versions: held,
             node: Some(Node {
                 id: NODE_ID.to_string(),
                 ..Default::default()
@@ -879,7 +881,7 @@ fn ip_key(ip: &str) -> String {
 #[tokio::test]
 async fn on_demand_keys_are_answered_under_the_key_itself() {
     let h = Harness::start(vec![app_pod("p1", "10.0.0.1"), app_pod("p2", "10.0.0.2")]).await;
-    let mut zt = Ztunnel::connect_on_demand(&h).await;
+    let mut zt = Ztunnel::connect_on_demand(&h, HashMap::new()).await;
     let got = zt.initial().await;
     // Nothing until asked.
     assert!(got[ADDRESS_TYPE_URL].resources.is_empty());
@@ -933,24 +935,11 @@ async fn on_demand_reconnect_answers_the_keys_held() {
     h.delete(&ObjectRef::new(Kind::Pod, "ns", "p1"));
     h.apply(app_pod("p7", "10.0.0.7"));
 
-    let zt = h.open().await;
-    let mut zt = zt;
-    zt.send(DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: NODE_ID.to_string(),
-            ..Default::default()
-        }),
-        type_url: ADDRESS_TYPE_URL.to_string(),
-        resource_names_subscribe: vec!["*".to_string()],
-        resource_names_unsubscribe: vec!["*".to_string()],
-        initial_resource_versions: HashMap::from([
-            (uid("ns", "p1"), held_version),
-            (ip_key("10.0.0.7"), String::new()),
-        ]),
-        ..Default::default()
-    })
-    .await;
-    zt.subscribe(AUTHORIZATION_TYPE_URL, HashMap::new()).await;
+    let held = HashMap::from([
+        (uid("ns", "p1"), held_version),
+        (ip_key("10.0.0.7"), String::new()),
+    ]);
+    let mut zt = Ztunnel::connect_on_demand(&h, held).await;
     let got = zt.initial().await;
     let r = &got[ADDRESS_TYPE_URL];
     assert_eq!(names(r), [ip_key("10.0.0.7")]);
