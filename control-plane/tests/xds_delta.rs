@@ -182,6 +182,21 @@ impl Ztunnel {
         response
     }
 
+    /// Both initial responses, with the Authorization one ACKed and the Address one returned unanswered
+    /// (the stream then has a response outstanding for addresses).
+    async fn initial_holding_addresses(&mut self) -> DeltaDiscoveryResponse {
+        let mut address = None;
+        for _ in 0..2 {
+            let response = self.recv().await;
+            if response.type_url == ADDRESS_TYPE_URL {
+                address = Some(response);
+            } else {
+                self.ack(&response).await;
+            }
+        }
+        address.expect("an initial Address response")
+    }
+
     /// The answers to both initial requests, by type URL, ACKed.
     async fn initial(&mut self) -> BTreeMap<String, DeltaDiscoveryResponse> {
         let mut got = BTreeMap::new();
@@ -394,21 +409,12 @@ async fn nack_is_not_followed_by_a_resend() {
 async fn changes_while_unacknowledged_coalesce() {
     let h = Harness::start(vec![]).await;
     let mut zt = h.connect(&[]).await;
-    // Read both initial responses but hold back the Address ACK.
-    let mut address = None;
-    for _ in 0..2 {
-        let response = zt.recv().await;
-        if response.type_url == ADDRESS_TYPE_URL {
-            address = Some(response);
-        } else {
-            zt.ack(&response).await;
-        }
-    }
+    let address = zt.initial_holding_addresses().await;
     h.apply(app_pod("p1", "10.0.0.1"));
     h.apply(app_pod("p2", "10.0.0.2"));
     h.apply(app_pod("p3", "10.0.0.3"));
     h.delete(&ObjectRef::new(Kind::Pod, "ns", "p3"));
-    zt.ack(&address.unwrap()).await;
+    zt.ack(&address).await;
 
     let push = zt.recv_ack().await;
     assert_eq!(names(&push), [uid("ns", "p1"), uid("ns", "p2")]);
@@ -545,15 +551,7 @@ async fn addresses_wait_for_the_policies_they_name() {
 async fn a_name_added_and_changed_while_busy_is_sent_once_at_its_latest_version() {
     let h = Harness::start(vec![]).await;
     let mut zt = h.connect(&[]).await;
-    let mut address = None;
-    for _ in 0..2 {
-        let response = zt.recv().await;
-        if response.type_url == ADDRESS_TYPE_URL {
-            address = Some(response);
-        } else {
-            zt.ack(&response).await;
-        }
-    }
+    let address = zt.initial_holding_addresses().await;
     h.apply(app_pod("p1", "10.0.0.1"));
     h.apply(
         pod("ns", "p1")
@@ -563,7 +561,7 @@ async fn a_name_added_and_changed_while_busy_is_sent_once_at_its_latest_version(
             .build(),
     );
     // Added, then changed: one resource at its latest version.
-    zt.ack(&address.unwrap()).await;
+    zt.ack(&address).await;
     let push = zt.recv_ack().await;
     assert_eq!(names(&push), [uid("ns", "p1")]);
     assert_eq!(push.resources[0].version, version_of(&h, &uid("ns", "p1")));
