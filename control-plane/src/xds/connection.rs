@@ -699,6 +699,12 @@ impl Connection {
     /// Sends what changed for `kind` since the last response: `Ok(false)` when the client is gone.
     async fn push(&mut self, kind: XdsType) -> Result<bool, End> {
         let nonce = self.next_nonce();
+        // The names sent are needed only to clear earlier NACKs of them, which are rare: not collected
+        // otherwise (an initial response holds every resource).
+        let track_names = self.status.as_ref().is_some_and(|status| {
+            let status = status.lock().unwrap_or_else(PoisonError::into_inner);
+            !status.get(kind).nacked.is_empty()
+        });
         let (framed, count, removed_count, sent_names, first, covers, since) = {
             let index = self
                 .shared
@@ -731,11 +737,9 @@ impl Connection {
                 resources = answer.resources;
                 removed = answer.removed;
             } else if let Some(held) = state.initial.take() {
-                // The whole index against what the client holds.
-                let mut names: Vec<&Arc<str>> = current.keys().collect();
-                names.sort_unstable();
-                for name in names {
-                    let resource = &current[name];
+                // The whole index against what the client holds (in the map's order: ztunnel applies
+                // a response as a set, so sorting thousands of names per connection buys nothing).
+                for (name, resource) in current {
                     if held.get(name) != Some(&Some(resource.version)) {
                         resources.push((resource.name.clone(), resource));
                     }
@@ -774,7 +778,11 @@ impl Connection {
                     encode_response(kind.type_url(), &outgoing, &removed, &nonce)
                 };
                 let count = resources.len();
-                let names: Vec<Arc<str>> = resources.into_iter().map(|(n, _)| n).collect();
+                let names: Vec<Arc<str>> = if track_names {
+                    resources.into_iter().map(|(n, _)| n).collect()
+                } else {
+                    Vec::new()
+                };
                 (
                     Some(framed),
                     count,

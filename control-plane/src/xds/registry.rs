@@ -56,7 +56,7 @@ impl Status {
         }
     }
 
-    fn get(&self, kind: XdsType) -> &TypeStatus {
+    pub(super) fn get(&self, kind: XdsType) -> &TypeStatus {
         match kind {
             XdsType::Address => &self.address,
             XdsType::Authorization => &self.authorization,
