@@ -359,3 +359,24 @@ fn ca_root_issue_and_inspect() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn serve_refuses_kube_auth_without_a_cluster() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = ambientd()
+        .arg("serve")
+        .arg("--config-dir")
+        .arg(bookinfo())
+        .arg("--state-dir")
+        .arg(tmp.path())
+        .args(["--grpc-addr", "127.0.0.1:0", "--xds-plaintext-addr", "off"])
+        .args(["--admin-addr", "off", "--auth", "kube"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--auth kube") && err.contains("--kube") && err.contains("tokens=FILE"),
+        "{err}"
+    );
+}
