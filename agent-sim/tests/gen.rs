@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ambient_control_plane::model::{Kind, Object};
+use ambient_index::model::{Kind, Object};
 
 fn agent_sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_agent-sim"))

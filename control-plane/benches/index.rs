@@ -37,8 +37,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ambient_control_plane::generate::{ClusterSpec, SplitMix64, for_each_object, generate};
-use ambient_control_plane::index::{Index, Resource, Settings};
-use ambient_control_plane::model::{Labels, NamedPort, Object, Pod, Service, ServicePort};
+use ambient_index::model::{Labels, NamedPort, Object, Pod, Service, ServicePort};
+use ambient_index::{Index, Resource, Settings};
 
 const DEFAULT_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const SEED: u64 = 42;

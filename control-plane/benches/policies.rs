@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use ambient_control_plane::generate::{self, ClusterSpec, parse_generated};
-use ambient_control_plane::index::{Changes, Index, Settings};
-use ambient_control_plane::model::Object;
+use ambient_index::model::Object;
+use ambient_index::{Changes, Index, Settings};
 
 const SEED: u64 = 42;
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::index::{Enrollment, Settings};
 use crate::kube::KubeSettings;
 use crate::serve::{AuthMethod, ServeConfig};
+use ambient_index::{Enrollment, Settings};
 
 /// How pods are judged enrolled in ambient mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

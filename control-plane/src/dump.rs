@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::index::Index;
 use crate::source::SourceDiagnostic;
+use ambient_index::Index;
 
 /// Why a dump could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub fn dump(index: &Index, source: &[SourceDiagnostic]) -> Result<Value, DumpErr
 
 /// Every resource of one type as protobuf JSON, keyed (and so sorted) by resource name.
 fn resources_json(
-    table: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
+    table: &std::collections::HashMap<std::sync::Arc<str>, ambient_index::Resource>,
     to_json: fn(&[u8]) -> Result<Value, ambient_proto::json::JsonError>,
 ) -> Result<Map<String, Value>, DumpError> {
     table
@@ -77,8 +77,8 @@ pub fn diagnostics(index: &Index, source: &[SourceDiagnostic]) -> Vec<Value> {
         })
     }));
     for policy in index.authorization_policies() {
-        let obj = crate::model::ObjectRef::new(
-            crate::model::Kind::AuthorizationPolicy,
+        let obj = ambient_index::model::ObjectRef::new(
+            ambient_index::model::Kind::AuthorizationPolicy,
             &policy.meta.namespace,
             &policy.meta.name,
         );

@@ -14,15 +14,15 @@
 
 use std::collections::BTreeSet;
 
-use gateway_api::apis::standard::httproutes::HttpRouteParentRefs;
-
-use crate::index::authorization::{self, EnforcedBy, is_waypoint_policy};
-use crate::index::views::WorkloadRef;
-use crate::index::waypoints::{Binding, Request};
-use crate::index::{Condition, Index};
-use crate::model::istio::{Action, PolicyTargetReference};
-use crate::model::well_known::{DRY_RUN, USE_WAYPOINT};
-use crate::model::{AuthorizationPolicy, HttpRoute, Kind, Labels, ObjectRef};
+use ambient_index::authorization::{self, EnforcedBy, is_waypoint_policy};
+use ambient_index::model::istio::{Action, PolicyTargetReference};
+use ambient_index::model::well_known::{DRY_RUN, USE_WAYPOINT};
+use ambient_index::model::{
+    AuthorizationPolicy, HttpRoute, Kind, Labels, ObjectRef, ParentReference,
+};
+use ambient_index::views::WorkloadRef;
+use ambient_index::waypoints::{Binding, Request};
+use ambient_index::{Condition, Index};
 
 /// Lines are wrapped to this width (long names may still overflow).
 const WIDTH: usize = 92;
@@ -1018,7 +1018,7 @@ fn unbound_service(
 fn route_block(index: &Index, route: &HttpRoute) -> Block {
     let ns = &route.meta.namespace;
     let mut b = Block::new("HTTPRoute", format!("{ns}/{}", route.meta.name));
-    let parents = route.spec.parent_refs.as_deref().unwrap_or_default();
+    let parents = &route.spec.parent_refs;
     let mut todo: Vec<String> = Vec::new();
     let mut verdicts: Vec<String> = Vec::new();
     if parents.is_empty() {
@@ -1050,7 +1050,7 @@ struct Parent {
     verdict: String,
 }
 
-fn parent_analysis(index: &Index, route_ns: &str, parent: &HttpRouteParentRefs) -> Parent {
+fn parent_analysis(index: &Index, route_ns: &str, parent: &ParentReference) -> Parent {
     let group = parent
         .group
         .as_deref()
@@ -1154,9 +1154,10 @@ fn parent_analysis(index: &Index, route_ns: &str, parent: &HttpRouteParentRefs) 
 fn rules_text(route: &HttpRoute) -> String {
     let ns = &route.meta.namespace;
     let mut seen: Vec<String> = Vec::new();
-    for rule in route.spec.rules.iter().flatten() {
-        let backends = rule.backend_refs.as_deref().unwrap_or_default();
-        for backend in backends {
+    for rule in &route.spec.rules {
+        let backends = &rule.backend_refs;
+        for b in backends {
+            let backend = &b.backend;
             let kind = backend.kind.as_deref().unwrap_or("Service");
             let mut text = match backend.namespace.as_deref() {
                 Some(other) if other != ns => format!("{other}/{}", backend.name),
@@ -1169,14 +1170,14 @@ fn rules_text(route: &HttpRoute) -> String {
                 text.push_str(&format!(":{port}"));
             }
             if backends.len() > 1 {
-                text.push_str(&format!(" (weight {})", backend.weight.unwrap_or(1)));
+                text.push_str(&format!(" (weight {})", b.weight.unwrap_or(1)));
             }
             if !seen.contains(&text) {
                 seen.push(text);
             }
         }
     }
-    let n = route.spec.rules.as_ref().map_or(0, Vec::len);
+    let n = route.spec.rules.len();
     if n == 0 {
         return "none.".to_string();
     }
@@ -1221,7 +1222,7 @@ fn covering_services(index: &Index, namespace: &str, workloads: &[WorkloadRef]) 
     let mut partial: Vec<String> = Vec::new();
     for svc in index.services() {
         if svc.meta.namespace != namespace
-            || crate::index::waypoints::is_managed_gateway(&svc.meta.labels)
+            || ambient_index::waypoints::is_managed_gateway(&svc.meta.labels)
         {
             continue;
         }

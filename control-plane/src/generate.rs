@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::model::Object;
+use ambient_index::model::Object;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -951,7 +951,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
-    use crate::model::Kind;
+    use ambient_index::model::Kind;
 
     fn small() -> ClusterSpec {
         ClusterSpec {
@@ -1084,7 +1084,10 @@ mod tests {
                     );
                     assert_eq!(gw.addresses.len(), 2);
                     let host = format!("waypoint.{}.svc.cluster.local", gw.meta.namespace);
-                    assert_eq!(gw.addresses[0], crate::model::StatusAddress::Hostname(host));
+                    assert_eq!(
+                        gw.addresses[0],
+                        ambient_index::model::StatusAddress::Hostname(host)
+                    );
                 }
                 Object::Namespace(ns) if ns.meta.name != SYSTEM_NAMESPACE => {
                     assert_eq!(
@@ -1107,7 +1110,7 @@ mod tests {
     #[test]
     fn the_index_builds_workloads_and_services() {
         let spec = small();
-        let index = crate::index::Index::build(Default::default(), generate_objects(&spec));
+        let index = ambient_index::Index::build(Default::default(), generate_objects(&spec));
         // One workload per pod (waypoint pods included) plus one Service address per Service.
         assert_eq!(index.addresses().len(), (95 + 4) + (10 + 4));
         assert_eq!(index.waypoints().count(), 4);

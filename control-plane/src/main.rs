@@ -4,9 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use ambient_control_plane::cli::{CaArgs, MeshArgs, ServeArgs, parse_duration};
-use ambient_control_plane::index::{Changes, Index};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::files::{self, FileSource};
+use ambient_index::{Changes, Index};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 

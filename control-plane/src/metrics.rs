@@ -38,8 +38,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::index::Index;
 use crate::source::Event;
+use ambient_index::Index;
 
 /// The prefix of every family.
 pub const PREFIX: &str = "ambientd";

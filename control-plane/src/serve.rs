@@ -50,7 +50,6 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admin::{self, AdminState};
-use crate::index::{Changes, Index, Settings};
 use crate::kube::leader::Leadership;
 use crate::kube::{KubeError, KubeSettings};
 use crate::metrics::Metrics;
@@ -58,6 +57,7 @@ use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
 use crate::source::kube::KubeHandle;
 use crate::source::{Event, SourceDiagnostic};
 use crate::xds::{Notifier, XdsConfig, XdsServer};
+use ambient_index::{Changes, Index, Settings};
 
 /// One way of authenticating a CSR caller (`--auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -609,11 +609,7 @@ async fn metrics_parse_as_openmetrics_with_every_family() {
     m.acked(address, Some(Duration::from_millis(8)));
     m.nacked(authorization);
     m.source_batch(&[ambient_control_plane::source::Event::Delete(
-        ambient_control_plane::model::ObjectRef::new(
-            ambient_control_plane::model::Kind::Pod,
-            "backend",
-            "sleep",
-        ),
+        ambient_index::model::ObjectRef::new(ambient_index::model::Kind::Pod, "backend", "sleep"),
     )]);
     m.source_errors("files", 2);
 

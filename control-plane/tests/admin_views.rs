@@ -4,11 +4,9 @@
 
 use ambient_control_plane::admin::api::{BoundObject, Refusal};
 use ambient_control_plane::admin::views::{self, Filter};
-use ambient_control_plane::index::Index;
-use ambient_control_plane::model::well_known::{
-    USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_FOR,
-};
-use ambient_control_plane::testing::*;
+use ambient_index::Index;
+use ambient_index::model::well_known::{USE_WAYPOINT, USE_WAYPOINT_NAMESPACE, WAYPOINT_FOR};
+use ambient_index::testing::*;
 
 /// Namespace `ns` with waypoint `wp` (all traffic) and `svc-only` (services), and objects that bind to
 /// them, are refused by them, or ask for `missing`; namespace `other` asks `ns/wp` from outside.

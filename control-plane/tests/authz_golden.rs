@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ambient_control_plane::dump;
-use ambient_control_plane::index::{Index, Settings};
-use ambient_control_plane::model::{Kind, Object, ObjectRef};
 use ambient_control_plane::source::files::FileSource;
-use ambient_control_plane::testing::decoded_addresses;
+use ambient_index::model::{Kind, Object, ObjectRef};
+use ambient_index::testing::decoded_addresses;
+use ambient_index::{Index, Settings};
 use ambient_proto::workload::address;
 use serde_json::{Map, Value, json};
 

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ambient_control_plane::explain::{explain, matches, subjects};
-use ambient_control_plane::index::Index;
-use ambient_control_plane::model::Object;
-use ambient_control_plane::model::well_known::{DRY_RUN, REDIRECTION, USE_WAYPOINT};
-use ambient_control_plane::testing::*;
+use ambient_index::Index;
+use ambient_index::model::Object;
+use ambient_index::model::well_known::{DRY_RUN, REDIRECTION, USE_WAYPOINT};
+use ambient_index::testing::*;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")

@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ambient_control_plane::model::{Kind, Object, ObjectRef};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::files::{FileSource, FileSourceError, watch};
+use ambient_index::model::{Kind, Object, ObjectRef};
 use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(10);

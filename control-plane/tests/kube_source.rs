@@ -9,14 +9,14 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ambient_control_plane::index::{Enrollment, Index, Settings};
 use ambient_control_plane::kube::{API_CALLS, KubeSettings, LeaseConfig};
-use ambient_control_plane::model::{Kind, ObjectRef};
 use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, Server};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::kube::{
     self as kube_source, KindState, KubeHandle, KubeSourceConfig,
 };
+use ambient_index::model::{Kind, ObjectRef};
+use ambient_index::{Enrollment, Index, Settings};
 use hyper::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

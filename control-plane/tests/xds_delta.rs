@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ambient_control_plane::index::Index;
-use ambient_control_plane::model::{Kind, Object, ObjectRef};
-use ambient_control_plane::testing::*;
 use ambient_control_plane::xds::{Notifier, XdsConfig, XdsRegistry, XdsServer};
+use ambient_index::Index;
+use ambient_index::model::{Kind, Object, ObjectRef};
+use ambient_index::testing::*;
 use ambient_proto::security::Authorization;
 use ambient_proto::workload::{Address, address};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};

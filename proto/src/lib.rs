@@ -37,7 +37,8 @@ pub mod security {
 /// `istio.v1.auth`: certificate signing requests and responses, plus the
 /// `IstioCertificateService` tonic client
 /// ([`auth::istio_certificate_service_client`]) and server
-/// ([`auth::istio_certificate_service_server`]).
+/// ([`auth::istio_certificate_service_server`]) (feature `grpc`).
+#[cfg(feature = "grpc")]
 pub mod auth {
     include!(concat!(env!("OUT_DIR"), "/istio.v1.auth.rs"));
 }

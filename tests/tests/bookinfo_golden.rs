@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ambient_control_plane::index::{Enrollment, Index, Settings};
 use ambient_control_plane::source::files::FileSource;
+use ambient_index::{Enrollment, Index, Settings};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ambient_control_plane::cli::ServeArgs;
-use ambient_control_plane::index::{Enrollment, Index, Settings};
 use ambient_control_plane::kube::{API_CALLS, ApiCall};
-use ambient_control_plane::model::Object;
-use ambient_control_plane::model::istio::AuthorizationPolicySpec;
 use ambient_control_plane::source::files::FileSource;
+use ambient_index::model::Object;
+use ambient_index::model::istio::AuthorizationPolicySpec;
+use ambient_index::{Enrollment, Index, Settings};
 use gateway_api::apis::standard::{gatewayclasses, gateways, httproutes};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, Pod, Service, ServiceAccount};

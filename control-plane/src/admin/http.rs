@@ -273,7 +273,7 @@ async fn route(
 /// pool.
 async fn from_index<T: Serialize + Send + 'static>(
     state: &AdminState,
-    view: impl FnOnce(&crate::index::Index, &[crate::source::SourceDiagnostic]) -> Result<T, ViewError>
+    view: impl FnOnce(&ambient_index::Index, &[crate::source::SourceDiagnostic]) -> Result<T, ViewError>
     + Send
     + 'static,
 ) -> Response<Full<Bytes>> {

@@ -36,9 +36,9 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::index::Index;
 use crate::metrics::Metrics;
 use crate::source::SourceDiagnostic;
+use ambient_index::Index;
 
 pub use http::serve;
 
@@ -237,8 +237,8 @@ impl AdminState {
 pub fn serve_config_json(config: &crate::serve::ServeConfig) -> serde_json::Value {
     let s = &config.settings;
     let enrollment = match s.enrollment {
-        crate::index::Enrollment::Annotation => "annotation",
-        crate::index::Enrollment::Labels => "labels",
+        ambient_index::Enrollment::Annotation => "annotation",
+        ambient_index::Enrollment::Labels => "labels",
     };
     serde_json::json!({
         "configDir": config.config_dir.display().to_string(),

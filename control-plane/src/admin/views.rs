@@ -15,11 +15,11 @@ use ambient_proto::workload::{
 use prost::Message;
 
 use crate::dump;
-use crate::index::Index;
-use crate::index::waypoints::{CONDITION_TYPE, Request};
-use crate::model::{Kind, Labels};
 use crate::serve::format_time;
 use crate::source::SourceDiagnostic;
+use ambient_index::Index;
+use ambient_index::model::{Kind, Labels};
+use ambient_index::waypoints::{CONDITION_TYPE, Request};
 
 use super::api::*;
 use super::{ConnectionSnapshot, SyncEntry};

@@ -55,8 +55,8 @@ mod tests {
 
     use super::*;
     use crate::kube::status::STATUS_KINDS;
-    use crate::model::Kind;
     use crate::source::kube::watched;
+    use ambient_index::model::Kind;
 
     #[test]
     fn every_watched_kind_is_listed_and_watched() {

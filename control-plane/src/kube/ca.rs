@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::ca_secret::{self, CaOrigin, KubeCaError};
 use super::root_cert::{RootCertConfig, RootCertPublisher};
 use super::tokenreview::{PodFacts, PodLookup, TokenReviewAuthenticator, TokenReviewConfig};
-use crate::index::{Index, Settings};
+use ambient_index::{Index, Settings};
 
 /// The CA and its authenticator, ready for the CA service and the xDS server.
 #[derive(Debug)]

@@ -25,11 +25,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::index::authorization::ZTUNNEL_ACCEPTED;
-use crate::index::waypoints::CONDITION_TYPE as WAYPOINT_BOUND;
-use crate::index::{Condition, Index};
-use crate::model::{Kind, ObjectRef};
 use crate::source::kube::watched;
+use ambient_index::authorization::ZTUNNEL_ACCEPTED;
+use ambient_index::model::{Kind, ObjectRef};
+use ambient_index::waypoints::CONDITION_TYPE as WAYPOINT_BOUND;
+use ambient_index::{Condition, Index};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "ambientd";
@@ -380,9 +380,9 @@ async fn write_one(client: ::kube::Client, write: &StatusWrite) -> Result<(), ::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::Settings;
-    use crate::model::{AuthorizationPolicy, Object};
-    use crate::testing::{namespace, service};
+    use ambient_index::Settings;
+    use ambient_index::model::{AuthorizationPolicy, Object};
+    use ambient_index::testing::{namespace, service};
 
     const NOW: &str = "2025-11-24T16:00:00Z";
 
@@ -400,7 +400,7 @@ mod tests {
         let svc = service("shop", "cart")
             .cluster_ip("10.96.0.10")
             .port("http", 80, 8080)
-            .label(crate::model::well_known::USE_WAYPOINT, "missing")
+            .label(ambient_index::model::well_known::USE_WAYPOINT, "missing")
             .build();
         Index::build(
             Settings::default(),

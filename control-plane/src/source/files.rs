@@ -19,8 +19,8 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::model::{Object, ObjectRef};
 use crate::source::{Event, SourceDiagnostic};
+use ambient_index::model::{Object, ObjectRef};
 
 pub use self::watch::{WatchHandle, watch};
 
@@ -754,7 +754,7 @@ fn read_error_message(e: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
+    use ambient_index::model::Kind;
 
     fn write(dir: &Path, rel: &str, text: &str) {
         let path = dir.join(rel);

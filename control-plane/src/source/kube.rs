@@ -38,8 +38,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::kube::status::StatusObservations;
 use crate::metrics::Metrics;
-use crate::model::{Kind, ModelError, Object, ObjectRef, annotations};
 use crate::source::{Event, SourceDiagnostic};
+use ambient_index::model::{Kind, ModelError, Object, ObjectRef, annotations};
 
 /// Where a kind is served: API group, version and resource (plural).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

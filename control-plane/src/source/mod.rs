@@ -4,7 +4,7 @@
 pub mod files;
 pub mod kube;
 
-use crate::model::{Object, ObjectRef};
+use ambient_index::model::{Object, ObjectRef};
 
 /// One change a source reports. The index applies events in order.
 #[derive(Debug, Clone, PartialEq)]

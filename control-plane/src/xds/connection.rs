@@ -32,8 +32,8 @@ use super::on_demand::OnDemand;
 use super::registry::Status as StreamStatus;
 use super::wire::{Requests, encode_response};
 use super::{Notice, Shared};
-use crate::index::{Changes, Index, NameChanges, Resource};
 use crate::metrics::ConnectedProxy;
+use ambient_index::{Changes, Index, NameChanges, Resource};
 
 /// The two types served. Authorization comes first: a Workload must never name a policy the client has
 /// not been sent.

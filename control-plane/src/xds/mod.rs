@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use tokio::sync::{broadcast, mpsc, watch};
 use tonic::Status;
 
-use crate::index::{Changes, Index};
+use ambient_index::{Changes, Index};
 
 /// Responses a connection may have queued towards a slow client before its task waits.
 pub(crate) const CONNECTION_BUFFER: usize = 16;

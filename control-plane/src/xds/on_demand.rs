@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ambient_proto::workload::{Address, address};
 use prost::Message;
 
-use crate::index::{Index, Resource};
+use ambient_index::{Index, Resource};
 
 /// One key a client asked for.
 #[derive(Debug, Clone, Default)]

@@ -16,7 +16,7 @@ use dashmap::DashMap;
 
 use super::XdsType;
 use crate::admin::{ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot};
-use crate::index::Index;
+use ambient_index::Index;
 
 /// One type's status on one stream.
 #[derive(Debug, Default, Clone)]

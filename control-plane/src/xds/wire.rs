@@ -31,7 +31,7 @@ use tonic::{Code, Status};
 use ambient_proto::frames::{FrameError, Frames, HEADER};
 
 use super::XdsServer;
-use crate::index::Resource;
+use ambient_index::Resource;
 
 /// The service's gRPC name.
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";

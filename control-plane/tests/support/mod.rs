@@ -14,9 +14,9 @@ use ambient_control_plane::admin::api::{CertValidity, CertsDoc};
 use ambient_control_plane::admin::{
     ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot,
 };
-use ambient_control_plane::index::{Enrollment, Index, Settings};
 use ambient_control_plane::source::files::FileSource;
 use ambient_control_plane::zc::{DEFAULT_ADMIN, OutputFormat, ZcArgs, ZcCommand};
+use ambient_index::{Enrollment, Index, Settings};
 use ambient_proto::{ADDRESS_TYPE_URL, AUTHORIZATION_TYPE_URL};
 
 /// The clock of every rendered table: 2025-11-24T16:00:00Z.

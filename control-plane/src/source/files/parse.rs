@@ -3,7 +3,7 @@
 //!
 //! Nothing here touches the file system; [`parse_file`] is a pure function of a file's text.
 
-use crate::model::{Kind, Object, ObjectRef};
+use ambient_index::model::{Kind, Object, ObjectRef};
 
 /// One YAML document of a file, with the line numbers needed to report problems.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{FileSource, FileSourceError, Reread, Scope};
-use crate::model::Object;
 use crate::source::{Event, SourceDiagnostic};
+use ambient_index::model::Object;
 
 /// Quiet time after a path's last event before it is read.
 pub const SETTLE: Duration = Duration::from_millis(30);

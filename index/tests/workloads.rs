@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ambient_control_plane::index::{Enrollment, Index, Settings};
-use ambient_control_plane::model::Object;
-use ambient_control_plane::model::well_known::*;
-use ambient_control_plane::testing::*;
+use ambient_index::model::Object;
+use ambient_index::model::well_known::*;
+use ambient_index::testing::*;
+use ambient_index::{Enrollment, Settings};
 use ambient_proto::workload::{
     ApplicationTunnel, GatewayAddress, Locality, NamespacedHostname, NetworkMode, Port, PortList,
     TunnelProtocol, Workload, WorkloadStatus, WorkloadType, application_tunnel, gateway_address,
@@ -27,26 +27,18 @@ struct Case {
 }
 
 fn run(cases: Vec<Case>) {
-    for mut case in cases {
-        case.want.sort_by(|a, b| a.uid.cmp(&b.uid));
-        let (settings, mut objects) = match case.settings {
-            None => (test_settings(), vec![test_system_namespace()]),
-            Some(s) => (s, Vec::new()),
-        };
-        objects.extend(case.objects);
-        let built = Index::build(settings.clone(), objects.clone());
-        assert_eq!(workloads(&built), case.want, "case {:?} (build)", case.name);
-        let mut applied = Index::new(settings);
-        for obj in objects {
-            applied.apply(obj);
-        }
-        assert_eq!(
-            workloads(&applied),
-            case.want,
-            "case {:?} (applied one by one)",
-            case.name
-        );
-    }
+    assert_build_and_apply(
+        cases.into_iter().map(|mut case| {
+            case.want.sort_by(|a, b| a.uid.cmp(&b.uid));
+            TableCase {
+                name: case.name,
+                settings: case.settings,
+                objects: case.objects,
+                want: case.want,
+            }
+        }),
+        workloads,
+    );
 }
 
 fn ip(s: &str) -> Vec<u8> {

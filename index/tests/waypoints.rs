@@ -5,13 +5,12 @@
 //! Table cases list their objects, every Address resource and every condition the index must hold;
 //! each runs through `Index::build` and through one-by-one `Index::apply`, which must agree.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ambient_control_plane::index::{Condition, Index, Settings};
-use ambient_control_plane::model::well_known::*;
-use ambient_control_plane::model::{AllowedRoutes, Kind, Object, ObjectRef};
-use ambient_control_plane::testing::*;
+use ambient_index::model::well_known::*;
+use ambient_index::model::{AllowedRoutes, Kind, Object, ObjectRef};
+use ambient_index::testing::*;
+use ambient_index::{Condition, Index, Settings};
 use ambient_proto::workload::{
     Address, AppProtocol, GatewayAddress, NamespacedHostname, NetworkAddress, NetworkMode, Port,
     PortList, Service, TunnelProtocol, Workload, WorkloadStatus, WorkloadType, address,
@@ -39,48 +38,21 @@ fn resource_name(t: &address::Type) -> String {
 }
 
 fn run(cases: Vec<Case>) {
-    for case in cases {
-        let want: BTreeMap<String, Address> = case
-            .want
-            .into_iter()
-            .map(|t| (resource_name(&t), Address { r#type: Some(t) }))
-            .collect();
-        let conditions: BTreeMap<ObjectRef, Condition> = case.conditions.into_iter().collect();
-        let (settings, mut objects) = match case.settings {
-            None => (test_settings(), vec![test_system_namespace()]),
-            Some(s) => (s, Vec::new()),
-        };
-        objects.extend(case.objects);
-        let built = Index::build(settings.clone(), objects.clone());
-        assert_eq!(
-            decoded_addresses(&built),
-            want,
-            "case {:?} (build)",
-            case.name
-        );
-        assert_eq!(
-            built.conditions(),
-            &conditions,
-            "case {:?} (build conditions)",
-            case.name
-        );
-        let mut applied = Index::new(settings);
-        for obj in objects {
-            applied.apply(obj);
-        }
-        assert_eq!(
-            decoded_addresses(&applied),
-            want,
-            "case {:?} (applied one by one)",
-            case.name
-        );
-        assert_eq!(
-            applied.conditions(),
-            &conditions,
-            "case {:?} (applied conditions)",
-            case.name
-        );
-    }
+    assert_build_and_apply(
+        cases.into_iter().map(|case| TableCase {
+            name: case.name,
+            settings: case.settings,
+            objects: case.objects,
+            want: (
+                case.want
+                    .into_iter()
+                    .map(|t| (resource_name(&t), Address { r#type: Some(t) }))
+                    .collect(),
+                case.conditions.into_iter().collect(),
+            ),
+        }),
+        |index| (decoded_addresses(index), index.conditions().clone()),
+    );
 }
 
 fn ip(s: &str) -> Vec<u8> {

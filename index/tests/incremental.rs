@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ambient_control_plane::index::{Changes, Enrollment, Index, Resource, Settings};
-use ambient_control_plane::model::well_known::*;
-use ambient_control_plane::model::{AllowedRoutes, Kind, Object, ObjectRef};
-use ambient_control_plane::testing::*;
+use ambient_index::model::well_known::*;
+use ambient_index::model::{AllowedRoutes, Kind, Object, ObjectRef};
+use ambient_index::testing::*;
+use ambient_index::{Changes, Enrollment, Index, Resource, Settings};
 use ambient_proto::workload::WorkloadStatus;
 
 // ---- harness ------------------------------------------------------------------------------------

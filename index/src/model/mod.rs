@@ -1,7 +1,7 @@
 //! The Kubernetes object model of ambientd: the kinds the index reads, in slim typed form.
 //!
 //! Sources (files, Kubernetes) hand raw objects to [`Object::from_value`], which picks the kind by
-//! `apiVersion`/`kind`, parses it with the typed Kubernetes/Gateway API/Istio definitions, and keeps only
+//! `apiVersion`/`kind`, parses it with the typed Kubernetes (k8s-openapi), Gateway API and Istio definitions, and keeps only
 //! what the index needs.
 
 pub mod core;
@@ -15,7 +15,10 @@ pub use self::core::{
     Endpoint, EndpointPort, EndpointSlice, Meta, NamedPort, Namespace, Node, OwnerRef, Pod,
     Service, ServicePort, TargetPort, TargetRef,
 };
-pub use self::gateway::{AllowedRoutes, Gateway, GatewayClass, HttpRoute, Listener, StatusAddress};
+pub use self::gateway::{
+    AllowedRoutes, Gateway, GatewayClass, HttpRoute, HttpRouteSpec, Listener, ParentReference,
+    StatusAddress,
+};
 pub use self::istio::{AuthorizationPolicy, PeerAuthentication};
 pub use self::labels::{LabelSelector, Labels};
 
@@ -229,9 +232,9 @@ impl Object {
             Kind::EndpointSlice => {
                 Object::EndpointSlice(Box::new(EndpointSlice::from_k8s(typed(value)?)?))
             }
-            Kind::GatewayClass => Object::GatewayClass(GatewayClass::from_k8s(typed(value)?)?),
-            Kind::Gateway => Object::Gateway(Box::new(Gateway::from_k8s(typed(value)?)?)),
-            Kind::HttpRoute => Object::HttpRoute(Box::new(HttpRoute::from_k8s(typed(value)?)?)),
+            Kind::GatewayClass => Object::GatewayClass(GatewayClass::from_value(value)?),
+            Kind::Gateway => Object::Gateway(Box::new(Gateway::from_value(value)?)),
+            Kind::HttpRoute => Object::HttpRoute(Box::new(HttpRoute::from_value(value)?)),
             Kind::AuthorizationPolicy => {
                 Object::AuthorizationPolicy(Box::new(AuthorizationPolicy::from_value(value)?))
             }

@@ -1,15 +1,21 @@
-//! The index: a pure, synchronous function from Kubernetes objects to the xDS resources every ztunnel
-//! receives (`istio.workload.Address` now; `istio.security.Authorization` as policies are converted).
+//! ambient-index: the Kubernetes object model of ambientd ([`model`]) and the index, a pure, synchronous
+//! function from those objects to the xDS resources every ztunnel receives (`istio.workload.Address` and
+//! `istio.security.Authorization`).
 //!
 //! [`Index::apply`] and [`Index::delete`] take one object at a time and recompute only what that object
 //! affects; each returns the resource names whose content changed or that were removed. [`Index::reset`]
-//! replaces the whole input and reports the difference. Nothing here does I/O.
+//! replaces the whole input and reports the difference. Nothing here does I/O, reads a clock or logs:
+//! the crate depends on no async runtime, gRPC, HTTP, Kubernetes client or logging crate.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod authorization;
+pub mod model;
 pub mod peer_authentication;
 mod policies;
 pub mod resource;
 pub mod services;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod views;
 pub mod waypoints;
 pub mod workloads;

@@ -5,7 +5,7 @@
 //! to the index after parsing, e.g.
 //!
 //! ```
-//! use ambient_control_plane::testing::*;
+//! use ambient_index::testing::*;
 //!
 //! let p = pod("ns", "web-0").ip("10.0.0.1").label("app", "web").sa("web").node("n1").ready().build();
 //! let s = service("ns", "web").cluster_ip("10.96.0.1").port("http", 80, 8080).selector("app", "web").build();
@@ -23,13 +23,13 @@ use std::net::IpAddr;
 use ambient_proto::workload::{Address, Service as ServiceResource, Workload, address};
 use prost::Message;
 
-use crate::index::{Index, NameChanges, Settings};
 use crate::model::well_known::{NETWORK, SERVICE_NAME};
 use crate::model::{
     AllowedRoutes, Endpoint, EndpointPort, EndpointSlice, Gateway, GatewayClass, LabelSelector,
     Labels, Listener, Meta, NamedPort, Namespace, Node, Object, OwnerRef, Pod, Service,
     ServicePort, StatusAddress, TargetPort, TargetRef,
 };
+use crate::{Index, NameChanges, Settings};
 
 /// The cluster ID, domain suffix, system namespace and network of istiod's ambient unit tests.
 pub const TEST_CLUSTER: &str = "cluster0";
@@ -53,6 +53,44 @@ pub fn test_system_namespace() -> Object {
     namespace(TEST_SYSTEM_NAMESPACE)
         .label(NETWORK, TEST_NETWORK)
         .build()
+}
+
+/// One row of a table test: objects in, and what a view of the index must read out.
+#[derive(Debug)]
+pub struct TableCase<T> {
+    pub name: &'static str,
+    /// `None`: istiod's unit-test environment ([`test_settings`] plus [`test_system_namespace`]).
+    /// `Some`: exactly these settings and no system namespace object.
+    pub settings: Option<Settings>,
+    pub objects: Vec<Object>,
+    pub want: T,
+}
+
+/// Runs table cases the two ways the index is fed: [`Index::build`] from all objects at once, and
+/// [`Index::apply`] one object at a time from an empty index. `view` must read `want` from both.
+pub fn assert_build_and_apply<T: PartialEq + std::fmt::Debug>(
+    cases: impl IntoIterator<Item = TableCase<T>>,
+    view: impl Fn(&Index) -> T,
+) {
+    for case in cases {
+        let (settings, mut objects) = match case.settings {
+            None => (test_settings(), vec![test_system_namespace()]),
+            Some(s) => (s, Vec::new()),
+        };
+        objects.extend(case.objects);
+        let built = Index::build(settings.clone(), objects.clone());
+        assert_eq!(view(&built), case.want, "case {:?} (build)", case.name);
+        let mut applied = Index::new(settings);
+        for obj in objects {
+            applied.apply(obj);
+        }
+        assert_eq!(
+            view(&applied),
+            case.want,
+            "case {:?} (applied one by one)",
+            case.name
+        );
+    }
 }
 
 fn meta(namespace: &str, name: &str) -> Meta {
@@ -913,8 +951,8 @@ pub fn workload_policies(index: &Index, uid: &str) -> Vec<String> {
 /// The names a correct index reports when its resources move from `before` to `after`: `(changed, removed)`,
 /// each sorted.
 pub fn expected_changes(
-    before: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
-    after: &std::collections::HashMap<std::sync::Arc<str>, crate::index::Resource>,
+    before: &std::collections::HashMap<std::sync::Arc<str>, crate::Resource>,
+    after: &std::collections::HashMap<std::sync::Arc<str>, crate::Resource>,
 ) -> (Vec<String>, Vec<String>) {
     let mut changed: Vec<String> = after
         .iter()

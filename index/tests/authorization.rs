@@ -15,11 +15,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ambient_control_plane::index::{Changes, Index, Resource, Settings};
-use ambient_control_plane::model::istio::MtlsMode::{self, Disable, Permissive, Strict, Unset};
-use ambient_control_plane::model::well_known::{DRY_RUN, GATEWAY_NAME, REVISION};
-use ambient_control_plane::model::{Kind, Object, ObjectRef};
-use ambient_control_plane::testing::*;
+use ambient_index::model::istio::MtlsMode::{self, Disable, Permissive, Strict, Unset};
+use ambient_index::model::well_known::{DRY_RUN, GATEWAY_NAME, REVISION};
+use ambient_index::model::{Kind, Object, ObjectRef};
+use ambient_index::testing::*;
+use ambient_index::{Changes, Index, Resource, Settings};
 
 // ---- harness ------------------------------------------------------------------------------------
 

@@ -5,13 +5,12 @@
 //! conditions the index must hold; each case runs through `Index::build` and through one-by-one
 //! `Index::apply`, which must agree.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ambient_control_plane::index::{Condition, Index, Settings};
-use ambient_control_plane::model::well_known::*;
-use ambient_control_plane::model::{Kind, Object, ObjectRef};
-use ambient_control_plane::testing::*;
+use ambient_index::model::well_known::*;
+use ambient_index::model::{Kind, Object, ObjectRef};
+use ambient_index::testing::*;
+use ambient_index::{Condition, Settings};
 use ambient_proto::workload::{
     AppProtocol, GatewayAddress, IpFamilies, LoadBalancing, NamespacedHostname, NetworkAddress,
     Port, Service, gateway_address,
@@ -32,45 +31,19 @@ struct Case {
 }
 
 fn run(cases: Vec<Case>) {
-    for mut case in cases {
-        case.want
-            .sort_by(|a, b| (&a.namespace, &a.hostname).cmp(&(&b.namespace, &b.hostname)));
-        let conditions: BTreeMap<ObjectRef, Condition> = case.conditions.into_iter().collect();
-        let (settings, mut objects) = match case.settings {
-            None => (test_settings(), vec![test_system_namespace()]),
-            Some(s) => (s, Vec::new()),
-        };
-        objects.extend(case.objects);
-        let built = Index::build(settings.clone(), objects.clone());
-        assert_eq!(
-            service_resources(&built),
-            case.want,
-            "case {:?} (build)",
-            case.name
-        );
-        assert_eq!(
-            built.conditions(),
-            &conditions,
-            "case {:?} (build conditions)",
-            case.name
-        );
-        let mut applied = Index::new(settings);
-        for obj in objects {
-            applied.apply(obj);
-        }
-        assert_eq!(
-            service_resources(&applied),
-            case.want,
-            "case {:?} (applied one by one)",
-            case.name
-        );
-        assert_eq!(
-            applied.conditions(),
-            &conditions,
-            "case {:?} (applied conditions)",
-            case.name
-        );
-    }
+    assert_build_and_apply(
+        cases.into_iter().map(|mut case| {
+            case.want
+                .sort_by(|a, b| (&a.namespace, &a.hostname).cmp(&(&b.namespace, &b.hostname)));
+            TableCase {
+                name: case.name,
+                settings: case.settings,
+                objects: case.objects,
+                want: (case.want, case.conditions.into_iter().collect()),
+            }
+        }),
+        |index| (service_resources(index), index.conditions().clone()),
+    );
 }
 
 fn ip(s: &str) -> Vec<u8> {

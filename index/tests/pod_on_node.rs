@@ -1,8 +1,8 @@
 //! `Index::pod_on_node`, the lookup behind the CA's impersonation check, as pods come, move and go.
 
-use ambient_control_plane::index::Index;
-use ambient_control_plane::model::{Kind, ObjectRef};
-use ambient_control_plane::testing::*;
+use ambient_index::Index;
+use ambient_index::model::{Kind, ObjectRef};
+use ambient_index::testing::*;
 
 #[test]
 fn pod_on_node_follows_pods() {
