@@ -14,6 +14,7 @@ pub mod generate;
 pub mod kube;
 pub mod metrics;
 pub mod serve;
+pub mod shared_index;
 pub mod source;
 pub mod xds;
 pub mod zc;

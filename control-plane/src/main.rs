@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use ambient_control_plane::cli::{CaArgs, MeshArgs, ServeArgs, parse_duration};
+use ambient_control_plane::shared_index::SharedIndex;
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::files::{self, FileSource};
 use ambient_index::{Changes, Index};
@@ -294,8 +295,8 @@ fn print_changes(out: &mut impl Write, changes: &Changes) -> std::io::Result<()>
 #[tokio::main(flavor = "current_thread")]
 async fn watch(config_dir: PathBuf, mesh: MeshArgs) -> Result<()> {
     let (source, objects) = FileSource::open(&config_dir)?;
-    let mut index = Index::new(mesh.settings());
-    let initial = index.reset(objects);
+    let index = SharedIndex::new(Index::new(mesh.settings()));
+    let initial = index.apply(vec![Event::Reset(objects)])?;
     for d in source.diagnostics() {
         eprintln!("warning: {d}");
     }
@@ -304,7 +305,7 @@ async fn watch(config_dir: PathBuf, mesh: MeshArgs) -> Result<()> {
     writeln!(
         out,
         "ready: {} addresses from {}",
-        index.addresses().len(),
+        index.read()?.addresses().len(),
         config_dir.display()
     )?;
     out.flush()?;
@@ -314,15 +315,7 @@ async fn watch(config_dir: PathBuf, mesh: MeshArgs) -> Result<()> {
         tokio::select! {
             batch = rx.recv() => {
                 let Some(batch) = batch else { break };
-                let mut changes = Changes::default();
-                for event in batch {
-                    changes.merge(match event {
-                        Event::Apply(obj) => index.apply(obj),
-                        Event::Delete(obj) => index.delete(&obj),
-                        Event::Reset(objs) => index.reset(objs),
-                    });
-                }
-                print_changes(&mut out, &changes)?;
+                print_changes(&mut out, &index.apply(batch)?)?;
             }
             _ = tokio::signal::ctrl_c() => break,
         }

@@ -22,7 +22,7 @@
 //! `istio.workload.Address`.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ambient_ca::CaMetrics;
@@ -38,8 +38,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::shared_index::SharedIndex;
 use crate::source::Event;
-use ambient_index::Index;
 
 /// The prefix of every family.
 pub const PREFIX: &str = "ambientd";
@@ -226,7 +226,7 @@ impl Metrics {
 
     /// Adds `ambientd_index_objects{kind}` and `ambientd_index_resources{type}`, read from `index` at
     /// every scrape (under its read lock, for a few map lengths).
-    pub fn register_index(&self, index: Arc<RwLock<Index>>) {
+    pub fn register_index(&self, index: Arc<SharedIndex>) {
         self.registry_mut()
             .register_collector(Box::new(IndexCollector { index }));
     }
@@ -346,13 +346,16 @@ impl Drop for ConnectedProxy {
 /// Index sizes, read at scrape time.
 #[derive(Debug)]
 struct IndexCollector {
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
 }
 
 impl Collector for IndexCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let (objects, addresses, authorizations) = {
-            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            // A failed index is not described: the server is stopping.
+            let Ok(index) = self.index.read() else {
+                return Ok(());
+            };
             (
                 index.object_counts(),
                 index.addresses().len(),

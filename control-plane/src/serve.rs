@@ -37,7 +37,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use ambient_ca::{
@@ -47,17 +47,18 @@ use ambient_ca::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::admin::{self, AdminState};
 use crate::kube::leader::Leadership;
 use crate::kube::{KubeError, KubeSettings};
 use crate::metrics::Metrics;
+use crate::shared_index::{IndexFailed, SharedIndex};
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
 use crate::source::kube::KubeHandle;
 use crate::source::{Event, SourceDiagnostic};
 use crate::xds::{Notifier, XdsConfig, XdsServer};
-use ambient_index::{Changes, Index, Settings};
+use ambient_index::{Index, Settings};
 
 /// One way of authenticating a CSR caller (`--auth`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +228,8 @@ pub enum ServeError {
     },
     #[error("--auth: at least one authentication method is needed (tokens=FILE, cert or none)")]
     NoAuth,
+    #[error(transparent)]
+    IndexFailed(#[from] IndexFailed),
     #[error("the gRPC server on {addr} failed: {source}")]
     Transport {
         addr: SocketAddr,
@@ -237,14 +240,14 @@ pub enum ServeError {
 
 /// The CA's view of the index: which service accounts have pods on which node.
 #[derive(Debug, Clone)]
-pub struct IndexNodeLookup(pub Arc<RwLock<Index>>);
+pub struct IndexNodeLookup(pub Arc<SharedIndex>);
 
 impl NodeLookup for IndexNodeLookup {
+    /// A failed index holds no pod: impersonation is refused.
     fn pod_on_node(&self, node: &str, namespace: &str, service_account: &str) -> bool {
         self.0
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pod_on_node(node, namespace, service_account)
+            .is_ok_and(|index| index.pod_on_node(node, namespace, service_account))
     }
 }
 
@@ -266,7 +269,7 @@ pub struct Server {
     ca_service: CaService,
     xds: XdsServer,
     notifier: Notifier,
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     source: SourceHandle,
     events: mpsc::Receiver<Vec<Event>>,
     example_token: Option<TokenExample>,
@@ -357,7 +360,7 @@ impl Server {
                 )
             }
         };
-        let index = Arc::new(RwLock::new(index));
+        let index = SharedIndex::new(index);
 
         let kube_client = match &source {
             SourceHandle::Kube { client, .. } => Some(client.clone()),
@@ -553,7 +556,7 @@ impl Server {
     }
 
     /// The index the server reads; the config folder's watcher keeps it current while running.
-    pub fn index(&self) -> Arc<RwLock<Index>> {
+    pub fn index(&self) -> Arc<SharedIndex> {
         Arc::clone(&self.index)
     }
 
@@ -636,8 +639,7 @@ impl Server {
                 None => "not written".to_string(),
             };
             let _ = writeln!(out, "  status:        {status}");
-        } else {
-            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        } else if let Ok(index) = self.index.read() {
             let _ = writeln!(
                 out,
                 "  config:        {} (addresses: {}, authorizations: {}; followed for changes)",
@@ -711,7 +713,9 @@ impl Server {
 
     /// `namespace/name/service-account` of a pod from the config, for the printed example.
     fn example_workload(&self) -> String {
-        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        let Ok(index) = self.index.read() else {
+            return "default/local/default".to_string();
+        };
         index
             .pods()
             .into_iter()
@@ -756,7 +760,6 @@ impl Server {
             follow_source(
                 events,
                 Arc::clone(&index),
-                notifier.clone(),
                 Arc::clone(&metrics),
                 FollowSource {
                     label: source.label(),
@@ -865,8 +868,27 @@ impl Server {
             });
         tokio::pin!(grpc);
 
+        let index_abort = index_task.abort_handle();
+        // The source's end is not a reason to stop; a failed index is.
+        let index_failed = async move {
+            match index_task.await {
+                Ok(Err(failed)) => failed,
+                _ => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
-            res = &mut grpc => res,
+            res = &mut grpc => res.map_err(|source| ServeError::Transport {
+                addr: grpc_addr,
+                source,
+            }),
+            failed = index_failed => {
+                error!("{failed}");
+                admin.set_ready(false);
+                notifier.shutdown();
+                let _ = stop_tx.send(true);
+                let _ = tokio::time::timeout(config.shutdown_grace, &mut grpc).await;
+                Err(ServeError::IndexFailed(failed))
+            }
             () = &mut shutdown => {
                 info!("shutting down: no new connections; open calls may finish");
                 admin.set_ready(false);
@@ -875,7 +897,10 @@ impl Server {
                 let _ = stop_tx.send(true);
                 let grace = config.shutdown_grace;
                 match tokio::time::timeout(grace, &mut grpc).await {
-                    Ok(res) => res,
+                    Ok(res) => res.map_err(|source| ServeError::Transport {
+                        addr: grpc_addr,
+                        source,
+                    }),
                     Err(_) => {
                         warn!(?grace, "calls still open after the grace period; exiting anyway");
                         Ok(())
@@ -897,12 +922,9 @@ impl Server {
             elected.stop(Duration::from_secs(2)).await;
         }
         renew_task.abort();
-        index_task.abort();
+        index_abort.abort();
         drop(source);
-        result.map_err(|source| ServeError::Transport {
-            addr: grpc_addr,
-            source,
-        })
+        result
     }
 }
 
@@ -968,15 +990,14 @@ struct FollowSource {
     applied: watch::Sender<u64>,
 }
 
-/// Applies the source's events to the shared index (the write lock is held per batch only) and tells
-/// the xDS connections what changed.
+/// Applies the source's events to the shared index, which tells the xDS connections what changed. Returns
+/// only when the index failed (an update panicked) or the source ended.
 async fn follow_source(
     mut events: mpsc::Receiver<Vec<Event>>,
-    index: Arc<RwLock<Index>>,
-    notifier: Notifier,
+    index: Arc<SharedIndex>,
     metrics: Arc<Metrics>,
     source: FollowSource,
-) {
+) -> Result<(), IndexFailed> {
     let problems_now = || -> std::collections::BTreeSet<String> {
         (source.diagnostics)()
             .iter()
@@ -996,26 +1017,16 @@ async fn follow_source(
             }
             known_problems = problems;
         }
-        let mut changes = Changes::default();
-        {
-            let mut index = index.write().unwrap_or_else(PoisonError::into_inner);
-            for event in batch {
-                changes.merge(match event {
-                    Event::Apply(obj) => index.apply(obj),
-                    Event::Delete(obj) => index.delete(&obj),
-                    Event::Reset(objs) => index.reset(objs),
-                });
-            }
-        }
+        let changes = index.apply(batch)?;
         debug!(
             addresses = changes.addresses.changed.len() + changes.addresses.removed.len(),
             authorizations =
                 changes.authorizations.changed.len() + changes.authorizations.removed.len(),
             "config changed"
         );
-        notifier.notify(&changes);
         source.applied.send_modify(|n| *n += 1);
     }
+    Ok(())
 }
 
 /// Renews the serving certificate when it is due, checking every `every`.

@@ -390,7 +390,7 @@ async fn an_object_that_does_not_parse_is_reported_and_kept_out() {
 struct Running {
     grpc: SocketAddr,
     admin: Option<SocketAddr>,
-    index: std::sync::Arc<std::sync::RwLock<Index>>,
+    index: std::sync::Arc<ambient_control_plane::shared_index::SharedIndex>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }

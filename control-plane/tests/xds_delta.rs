@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use ambient_control_plane::shared_index::{DEFAULT_CHANGE_LOG, SharedIndex};
+use ambient_control_plane::source::Event;
 use ambient_control_plane::xds::{Notifier, XdsConfig, XdsRegistry, XdsServer};
 use ambient_index::Index;
 use ambient_index::model::{Kind, Object, ObjectRef};
@@ -34,7 +36,7 @@ const NODE_ID: &str = "ztunnel~10.0.0.9~ztunnel-abc.istio-system~istio-system.sv
 
 /// A server over an index, listening on 127.0.0.1.
 struct Harness {
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     notifier: Notifier,
     registry: Arc<XdsRegistry>,
     addr: SocketAddr,
@@ -46,9 +48,14 @@ impl Harness {
     }
 
     async fn start_with(objects: Vec<Object>, config: XdsConfig) -> Harness {
+        Harness::start_with_log(objects, config, DEFAULT_CHANGE_LOG).await
+    }
+
+    /// A server whose index keeps `change_log` change reports for slow connections.
+    async fn start_with_log(objects: Vec<Object>, config: XdsConfig, change_log: usize) -> Harness {
         let mut all = vec![test_system_namespace()];
         all.extend(objects);
-        let index = Arc::new(RwLock::new(Index::build(test_settings(), all)));
+        let index = SharedIndex::with_change_log(Index::build(test_settings(), all), change_log);
         let (server, notifier) = XdsServer::with_config(index.clone(), config);
         let registry = server.registry();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,15 +73,13 @@ impl Harness {
         }
     }
 
-    /// Applies `obj` to the index and notifies the server, as the event loop of `serve` will.
+    /// Applies `obj` to the index, which tells the server's connections, as the event loop of `serve` does.
     fn apply(&self, obj: Object) {
-        let changes = self.index.write().unwrap().apply(obj);
-        self.notifier.notify(&changes);
+        self.index.apply(vec![Event::Apply(obj)]).unwrap();
     }
 
     fn delete(&self, obj: &ObjectRef) {
-        let changes = self.index.write().unwrap().delete(obj);
-        self.notifier.notify(&changes);
+        self.index.apply(vec![Event::Delete(obj.clone())]).unwrap();
     }
 
     async fn client(&self) -> AggregatedDiscoveryServiceClient<Channel> {
@@ -678,11 +683,7 @@ async fn streams_end_with_unavailable_at_their_maximum_age() {
 
 #[tokio::test]
 async fn a_stream_that_falls_behind_the_change_log_is_ended_and_resyncs_on_reconnect() {
-    let config = XdsConfig {
-        change_log: 2,
-        ..XdsConfig::default()
-    };
-    let h = Harness::start_with(vec![], config).await;
+    let h = Harness::start_with_log(vec![], XdsConfig::default(), 2).await;
     let mut zt = h.connect(&[]).await;
     zt.initial().await;
     // The test runtime has one thread: the connection's task cannot read the log while these run.

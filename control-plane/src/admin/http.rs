@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -238,19 +237,23 @@ async fn route(
             let registry = state.connections.clone();
             let doc = tokio::task::spawn_blocking(move || {
                 let type_url = {
-                    let index = index.read().unwrap_or_else(PoisonError::into_inner);
+                    let index = index.read().map_err(SyncError::Failed)?;
                     views::sync_type(&index, requested.as_deref(), &name)
                 };
-                let type_url = type_url.ok_or_else(|| requested.unwrap_or_default())?;
+                let type_url = type_url
+                    .ok_or_else(|| SyncError::UnknownType(requested.unwrap_or_default()))?;
                 // The registry is asked without the index lock held.
                 let entries = registry.sync(type_url, &name);
-                let index = index.read().unwrap_or_else(PoisonError::into_inner);
-                Ok::<_, String>(views::sync(&index, type_url, &name, entries))
+                let index = index.read().map_err(SyncError::Failed)?;
+                Ok::<_, SyncError>(views::sync(&index, type_url, &name, entries))
             })
             .await;
             match doc {
                 Ok(Ok(doc)) => json(StatusCode::OK, &doc),
-                Ok(Err(t)) => error(
+                Ok(Err(SyncError::Failed(e))) => {
+                    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                }
+                Ok(Err(SyncError::UnknownType(t))) => error(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "unknown type {t:?}: use Address or Authorization (or their type URLs)"
@@ -281,10 +284,16 @@ async fn from_index<T: Serialize + Send + 'static>(
     let source = state.source_diagnostics.clone();
     blocking(move || {
         let diagnostics = source.map(|f| f()).unwrap_or_default();
-        let index = index.read().unwrap_or_else(PoisonError::into_inner);
+        let index = index.read()?;
         view(&index, &diagnostics)
     })
     .await
+}
+
+/// Why `/debug/sync` could not answer.
+enum SyncError {
+    Failed(crate::shared_index::IndexFailed),
+    UnknownType(String),
 }
 
 async fn blocking<T: Serialize + Send + 'static>(
@@ -292,6 +301,7 @@ async fn blocking<T: Serialize + Send + 'static>(
 ) -> Response<Full<Bytes>> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(doc)) => json(StatusCode::OK, &doc),
+        Ok(Err(ViewError::IndexFailed(e))) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Ok(Err(e)) => {
             warn!("admin document failed: {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

@@ -30,15 +30,15 @@ pub mod views;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+use crate::shared_index::SharedIndex;
 use crate::source::SourceDiagnostic;
-use ambient_index::Index;
 
 pub use http::serve;
 
@@ -155,7 +155,7 @@ type DiagnosticsFn = dyn Fn() -> Vec<SourceDiagnostic> + Send + Sync;
 /// Everything the admin server reads. Cheap to clone (all shared); keep a clone to flip readiness.
 #[derive(Clone)]
 pub struct AdminState {
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     ready: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     connections: Arc<dyn ConnectionRegistry>,
@@ -174,7 +174,7 @@ impl std::fmt::Debug for AdminState {
 
 impl AdminState {
     /// A state over `index` and `metrics`: not ready, no connections, no certificates, config `{}`.
-    pub fn new(index: Arc<RwLock<Index>>, metrics: Arc<Metrics>) -> AdminState {
+    pub fn new(index: Arc<SharedIndex>, metrics: Arc<Metrics>) -> AdminState {
         AdminState {
             index,
             ready: Arc::new(AtomicBool::new(false)),

@@ -41,6 +41,8 @@ pub enum ViewError {
     },
     #[error("diagnostic {0} does not have the dump's shape: {1}")]
     Diagnostic(String, #[source] serde_json::Error),
+    #[error(transparent)]
+    IndexFailed(#[from] crate::shared_index::IndexFailed),
 }
 
 /// The `?namespace=` and `?node=` query filters; `None` matches everything.

@@ -7,7 +7,7 @@
 //!
 //! [`setup`] runs at start (before the listeners); [`publish_root`] once the leader election runs.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use ambient_ca::CertificateAuthority;
 use tokio::sync::watch;
@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use super::ca_secret::{self, CaOrigin, KubeCaError};
 use super::root_cert::{RootCertConfig, RootCertPublisher};
 use super::tokenreview::{PodFacts, PodLookup, TokenReviewAuthenticator, TokenReviewConfig};
-use ambient_index::{Index, Settings};
+use ambient_index::Settings;
+
+use crate::shared_index::SharedIndex;
 
 /// The CA and its authenticator, ready for the CA service and the xDS server.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ pub struct CaSetup {
 pub async fn setup(
     client: ::kube::Client,
     settings: &Settings,
-    index: Option<Arc<RwLock<Index>>>,
+    index: Option<Arc<SharedIndex>>,
 ) -> Result<CaSetup, KubeCaError> {
     let loaded = ca_secret::load(
         client.clone(),
@@ -56,9 +58,10 @@ pub async fn setup(
 }
 
 /// Pod lookups answered from the index.
-pub fn index_pods(index: Arc<RwLock<Index>>) -> Arc<dyn PodLookup> {
+pub fn index_pods(index: Arc<SharedIndex>) -> Arc<dyn PodLookup> {
     Arc::new(move |namespace: &str, name: &str| {
-        let index = index.read().unwrap_or_else(PoisonError::into_inner);
+        // A failed index knows no pod: the caller is refused.
+        let index = index.read().ok()?;
         index.pod(namespace, name).map(|pod| PodFacts {
             uid: pod.meta.uid.clone(),
             service_account: pod.service_account.clone(),

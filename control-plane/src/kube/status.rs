@@ -16,7 +16,7 @@
 //! whole, keeping the other conditions as they were observed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -30,6 +30,8 @@ use ambient_index::authorization::ZTUNNEL_ACCEPTED;
 use ambient_index::model::{Kind, ObjectRef};
 use ambient_index::waypoints::CONDITION_TYPE as WAYPOINT_BOUND;
 use ambient_index::{Condition, Index};
+
+use crate::shared_index::SharedIndex;
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "ambientd";
@@ -274,7 +276,7 @@ fn apply_body(object: &ObjectRef, wanted: &Wanted, seen: &ObservedStatus, now: &
 /// and again after a failed write.
 pub async fn run(
     client: ::kube::Client,
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     observations: StatusObservations,
     mut leader: watch::Receiver<bool>,
     mut applied: watch::Receiver<u64>,
@@ -299,7 +301,10 @@ pub async fn run(
             let present: std::collections::HashSet<&ObjectRef> =
                 observed.iter().map(|(r, _)| r).collect();
             written.retain(|r, _| present.contains(r));
-            let index = index.read().unwrap_or_else(PoisonError::into_inner);
+            let Ok(index) = index.read() else {
+                // The server is stopping on a failed index: nothing more to write.
+                return;
+            };
             plan(
                 &index,
                 &observed,

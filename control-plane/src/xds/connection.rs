@@ -28,11 +28,12 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 use tracing::{debug, info, warn};
 
+use super::Shared;
 use super::on_demand::OnDemand;
 use super::registry::Status as StreamStatus;
 use super::wire::{Requests, encode_response};
-use super::{Notice, Shared};
 use crate::metrics::ConnectedProxy;
+use crate::shared_index::ChangeNotice as Notice;
 use ambient_index::{Changes, Index, NameChanges, Resource};
 
 /// The two types served. Authorization comes first: a Workload must never name a policy the client has
@@ -171,6 +172,9 @@ const MAX_AGE_MESSAGE: &str = "maximum connection age reached (--max-connection-
 const LAGGED_MESSAGE: &str = "this stream fell too far behind the control plane's changes: transport is \
      closing; reconnect with the versions held to be compared afresh";
 
+const INDEX_FAILED_MESSAGE: &str = "the control plane's index failed and it is restarting: transport is \
+     closing; reconnect (to another replica) with the versions held";
+
 /// How long a connection may hold an initial-sync permit before it is given to the next one.
 const INITIAL_SYNC_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -186,6 +190,8 @@ enum End {
     Lagged,
     /// The client may not use this stream (or sent something unusable).
     Refused(Status),
+    /// The index failed (an update panicked): nothing more is served from it.
+    IndexFailed(crate::shared_index::IndexFailed),
 }
 
 impl Connection {
@@ -196,7 +202,7 @@ impl Connection {
         tx: mpsc::Sender<Result<Bytes, Status>>,
         opening: Opening,
     ) -> Connection {
-        let changes = shared.changes.subscribe();
+        let changes = shared.index.subscribe();
         Connection {
             id,
             shared,
@@ -270,6 +276,14 @@ impl Connection {
                     "xDS stream ended: the client fell too far behind the control plane's changes"
                 );
                 Status::unavailable(LAGGED_MESSAGE)
+            }
+            End::IndexFailed(failed) => {
+                warn!(
+                    conn = self.id,
+                    node = self.node(),
+                    "xDS stream ended: {failed}"
+                );
+                Status::unavailable(INDEX_FAILED_MESSAGE)
             }
             End::Refused(status) => {
                 warn!(conn = self.id, node = self.node(), code = ?status.code(),
@@ -706,11 +720,7 @@ impl Connection {
             !status.get(kind).nacked.is_empty()
         });
         let (framed, count, removed_count, sent_names, first, covers, since) = {
-            let index = self
-                .shared
-                .index
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let index = self.shared.index.read().map_err(End::IndexFailed)?;
             let current = kind.resources(&index);
             let generation = index.generation();
             let state = match kind {

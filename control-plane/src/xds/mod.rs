@@ -1,8 +1,7 @@
 //! Delta ADS for ztunnel: `DeltaAggregatedResources` over the index's two wildcard types,
 //! `istio.workload.Address` and `istio.security.Authorization`.
 //!
-//! The server reads resources straight from the shared [`Index`]; whoever applies events to the index
-//! passes the returned [`Changes`] to [`Notifier::notify`]. Every connection runs in its own task, keeps
+//! The server reads resources straight from the [`SharedIndex`] and follows its change log. Every connection runs in its own task, keeps
 //! what it last sent (name → version, per type) and a dirty set of names to reconsider, and sends only the
 //! difference. One response per type is outstanding at a time: notifications that arrive while the client
 //! has not answered coalesce into the dirty set and go out together after the ACK or NACK.
@@ -17,8 +16,8 @@ mod wire;
 pub use registry::XdsRegistry;
 pub use wire::AdsService;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ambient_ca::Authenticator;
@@ -27,17 +26,13 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
-use ambient_index::{Changes, Index};
+use crate::shared_index::SharedIndex;
 
 /// Responses a connection may have queued towards a slow client before its task waits.
 pub(crate) const CONNECTION_BUFFER: usize = 16;
-
-/// Change reports kept for connections that have not read them yet; a connection that falls further
-/// behind ends its stream with `Unavailable` and is compared afresh when its client reconnects.
-const NOTIFY_BUFFER: usize = 4096;
 
 /// How streams are admitted and how long they live.
 #[derive(Clone)]
@@ -48,8 +43,6 @@ pub struct XdsConfig {
     pub trust_domain: String,
     /// Streams end with `Unavailable` after this long (±10 %), so clients rebalance across replicas.
     pub max_connection_age: Option<Duration>,
-    /// Change reports kept for connections that have not read them yet.
-    pub change_log: usize,
     /// Where pushes, ACKs, NACKs, latencies and connected proxies are counted.
     pub metrics: Option<Arc<Metrics>>,
     /// Connections that may be in their initial sync (first full responses sent, not yet answered) at
@@ -64,7 +57,6 @@ impl Default for XdsConfig {
             authenticators: None,
             trust_domain: "cluster.local".to_string(),
             max_connection_age: None,
-            change_log: NOTIFY_BUFFER,
             metrics: None,
             concurrent_initial_syncs: 8,
         }
@@ -81,19 +73,9 @@ impl std::fmt::Debug for XdsConfig {
             .field("authenticators", &names)
             .field("trust_domain", &self.trust_domain)
             .field("max_connection_age", &self.max_connection_age)
-            .field("change_log", &self.change_log)
             .field("concurrent_initial_syncs", &self.concurrent_initial_syncs)
             .finish()
     }
-}
-
-/// One change report: what changed, and the index generation it brought the index to.
-#[derive(Debug)]
-struct Notice {
-    generation: u64,
-    changes: Changes,
-    /// When the change was reported (for push latency).
-    at: tokio::time::Instant,
 }
 
 /// Counters shared by the server and its notifier.
@@ -106,9 +88,8 @@ struct Stats {
 /// State shared by all connections.
 #[derive(Debug)]
 struct Shared {
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     config: XdsConfig,
-    changes: broadcast::Sender<Arc<Notice>>,
     registry: Arc<XdsRegistry>,
     initial_syncs: Arc<tokio::sync::Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -121,23 +102,20 @@ pub struct XdsServer {
     shared: Arc<Shared>,
 }
 
-/// Tells the connections of one [`XdsServer`] what changed in the index, and when to stop.
+/// Tells the connections of one [`XdsServer`] when to stop, and counts what they saw.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    index: Arc<RwLock<Index>>,
-    changes: broadcast::Sender<Arc<Notice>>,
     shutdown: Arc<watch::Sender<bool>>,
     stats: Arc<Stats>,
 }
 
 impl XdsServer {
     /// A server that admits every caller and keeps streams open for as long as they last.
-    pub fn new(index: Arc<RwLock<Index>>) -> (XdsServer, Notifier) {
+    pub fn new(index: Arc<SharedIndex>) -> (XdsServer, Notifier) {
         XdsServer::with_config(index, XdsConfig::default())
     }
 
-    pub fn with_config(index: Arc<RwLock<Index>>, config: XdsConfig) -> (XdsServer, Notifier) {
-        let (changes, _) = broadcast::channel(config.change_log.max(1));
+    pub fn with_config(index: Arc<SharedIndex>, config: XdsConfig) -> (XdsServer, Notifier) {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let stats = Arc::new(Stats::default());
         let server = XdsServer {
@@ -146,16 +124,13 @@ impl XdsServer {
                 initial_syncs: Arc::new(tokio::sync::Semaphore::new(
                     config.concurrent_initial_syncs.max(1),
                 )),
-                index: Arc::clone(&index),
+                index,
                 config,
-                changes: changes.clone(),
                 shutdown,
                 stats: stats.clone(),
             }),
         };
         let notifier = Notifier {
-            index,
-            changes,
             shutdown: Arc::new(shutdown_tx),
             stats,
         };
@@ -174,25 +149,6 @@ impl XdsServer {
 }
 
 impl Notifier {
-    /// Reports what one `apply`/`delete`/`reset` (or a batch of them) changed; call it after the index
-    /// write lock is released and before the next write.
-    pub fn notify(&self, changes: &Changes) {
-        if changes.is_empty() {
-            return;
-        }
-        let generation = self
-            .index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .generation();
-        // No receivers means no connections: nothing to tell.
-        let _ = self.changes.send(Arc::new(Notice {
-            generation,
-            changes: changes.clone(),
-            at: tokio::time::Instant::now(),
-        }));
-    }
-
     /// Ends every open stream, and every stream opened later, with `Unavailable` so that clients reconnect
     /// (to another replica) with their state instead of looping on a clean end of stream.
     pub fn shutdown(&self) {

@@ -9,14 +9,14 @@
 //! unless it NACKed X since.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
 
 use super::XdsType;
 use crate::admin::{ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot};
-use ambient_index::Index;
+use crate::shared_index::SharedIndex;
 
 /// One type's status on one stream.
 #[derive(Debug, Default, Clone)]
@@ -67,12 +67,12 @@ impl Status {
 /// The open streams of one xDS server, for the admin API.
 #[derive(Debug)]
 pub struct XdsRegistry {
-    index: Arc<RwLock<Index>>,
+    index: Arc<SharedIndex>,
     streams: DashMap<u64, Arc<Mutex<Status>>>,
 }
 
 impl XdsRegistry {
-    pub(super) fn new(index: Arc<RwLock<Index>>) -> XdsRegistry {
+    pub(super) fn new(index: Arc<SharedIndex>) -> XdsRegistry {
         XdsRegistry {
             index,
             streams: DashMap::new(),
@@ -160,7 +160,9 @@ impl ConnectionRegistry for XdsRegistry {
             return Vec::new();
         };
         let current = {
-            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            let Ok(index) = self.index.read() else {
+                return Vec::new();
+            };
             let (generation, resource) = match kind {
                 XdsType::Address => (index.address_generation(name), index.address(name)),
                 XdsType::Authorization => (

@@ -7,13 +7,14 @@
 pub mod kube_api;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ambient_control_plane::admin::api::{CertValidity, CertsDoc};
 use ambient_control_plane::admin::{
     ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot,
 };
+use ambient_control_plane::shared_index::SharedIndex;
 use ambient_control_plane::source::files::FileSource;
 use ambient_control_plane::zc::{DEFAULT_ADMIN, OutputFormat, ZcArgs, ZcCommand};
 use ambient_index::{Enrollment, Index, Settings};
@@ -31,13 +32,13 @@ pub fn bookinfo_dir() -> PathBuf {
 }
 
 /// The bookinfo example loaded as `ambientd serve` loads a folder (label enrollment).
-pub fn bookinfo_index() -> Arc<RwLock<Index>> {
+pub fn bookinfo_index() -> Arc<SharedIndex> {
     let (_, objects) = FileSource::open(bookinfo_dir()).expect("bookinfo loads");
     let settings = Settings {
         enrollment: Enrollment::Labels,
         ..Settings::default()
     };
-    Arc::new(RwLock::new(Index::build(settings, objects)))
+    SharedIndex::new(Index::build(settings, objects))
 }
 
 /// The resource `zc sync` is asked about.
