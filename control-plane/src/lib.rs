@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod ca_cli;
 pub mod cli;
+pub mod connections;
 pub mod dump;
 pub mod explain;
 pub mod generate;

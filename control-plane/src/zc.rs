@@ -19,8 +19,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::admin::ConnectionSnapshot;
 use crate::admin::api::*;
+use crate::connections::ConnectionSnapshot;
 use table::{Column, Cut, Table};
 
 pub use client::AdminUrl;

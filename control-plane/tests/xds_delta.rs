@@ -708,7 +708,7 @@ async fn a_stream_that_falls_behind_the_change_log_is_ended_and_resyncs_on_recon
 
 #[tokio::test]
 async fn the_registry_shows_each_stream_with_what_it_was_sent_and_acked() {
-    use ambient_control_plane::admin::ConnectionRegistry;
+    use ambient_control_plane::connections::ConnectionRegistry;
     let policy = authorization_policy("ns", "allow-a")
         .selector("app", "a")
         .build();
@@ -811,7 +811,7 @@ async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test]
 async fn initial_syncs_take_turns_when_the_limit_is_reached() {
-    use ambient_control_plane::admin::ConnectionRegistry;
+    use ambient_control_plane::connections::ConnectionRegistry;
     let config = XdsConfig {
         concurrent_initial_syncs: 1,
         ..XdsConfig::default()

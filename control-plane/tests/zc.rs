@@ -7,8 +7,8 @@
 
 mod support;
 
-use ambient_control_plane::admin::ConnectionRegistry;
 use ambient_control_plane::admin::views::{self, Filter};
+use ambient_control_plane::connections::ConnectionRegistry;
 use ambient_control_plane::zc::{self, OutputFormat, ZcArgs, ZcCommand};
 use serde_json::Value;
 

@@ -192,7 +192,7 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionList {
-    pub connections: Vec<super::ConnectionSnapshot>,
+    pub connections: Vec<crate::connections::ConnectionSnapshot>,
 }
 
 /// `GET /debug/certs`: the CA and serving certificates and what the CA has done.

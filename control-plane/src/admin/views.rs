@@ -22,7 +22,7 @@ use ambient_index::model::{Kind, Labels};
 use ambient_index::waypoints::{CONDITION_TYPE, Request};
 
 use super::api::*;
-use super::{ConnectionSnapshot, SyncEntry};
+use crate::connections::{ConnectionSnapshot, SyncEntry};
 
 /// Why a document could not be built: a resource of the index did not decode (a bug, not bad input).
 #[derive(Debug, thiserror::Error)]

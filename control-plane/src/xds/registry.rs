@@ -15,7 +15,9 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 
 use super::XdsType;
-use crate::admin::{ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot};
+use crate::connections::{
+    ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot,
+};
 use crate::shared_index::SharedIndex;
 
 /// One type's status on one stream.

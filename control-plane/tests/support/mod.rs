@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ambient_control_plane::admin::api::{CertValidity, CertsDoc};
-use ambient_control_plane::admin::{
+use ambient_control_plane::connections::{
     ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot,
 };
 use ambient_control_plane::shared_index::SharedIndex;
