@@ -14,6 +14,7 @@ pub mod peer_authentication;
 mod policies;
 pub mod resource;
 pub mod services;
+mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod views;
@@ -33,6 +34,7 @@ use crate::model::{
 
 pub use policies::PolicyStatus;
 pub use resource::Resource;
+pub use table::{Changes, NameChanges, Table, TableId};
 use waypoints::{Binding, Request, Target, Waypoint};
 
 /// How pods are judged enrolled in ambient (HBONE).
@@ -90,69 +92,6 @@ impl Condition {
             status,
             reason: reason.to_string(),
             message,
-        }
-    }
-}
-
-/// Resource names touched by one operation, for one resource type.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NameChanges {
-    /// Added or changed: send these.
-    pub changed: BTreeSet<Arc<str>>,
-    /// Gone: send these as `removed_resources`.
-    pub removed: BTreeSet<Arc<str>>,
-    /// The names of `changed` that did not exist before the operation. A reader that has not yet sent
-    /// such a name and then sees it removed knows that its client never held it.
-    pub added: BTreeSet<Arc<str>>,
-}
-
-impl NameChanges {
-    pub fn is_empty(&self) -> bool {
-        self.changed.is_empty() && self.removed.is_empty()
-    }
-
-    /// `name` has new content; `new`: it did not exist before this step.
-    fn mark_changed(&mut self, name: &Arc<str>, new: bool) {
-        if self.removed.remove(name) {
-            // Removed earlier in the same operation: it existed before, so it is not added.
-        } else if new && !self.changed.contains(name) {
-            self.added.insert(name.clone());
-        }
-        self.changed.insert(name.clone());
-    }
-
-    fn mark_removed(&mut self, name: &Arc<str>) {
-        self.changed.remove(name);
-        if !self.added.remove(name) {
-            self.removed.insert(name.clone());
-        }
-    }
-}
-
-/// What one `apply`/`delete`/`reset` changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes {
-    pub addresses: NameChanges,
-    pub authorizations: NameChanges,
-}
-
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.addresses.is_empty() && self.authorizations.is_empty()
-    }
-
-    /// Folds a later change set into this one.
-    pub fn merge(&mut self, later: Changes) {
-        for (mine, theirs) in [
-            (&mut self.addresses, later.addresses),
-            (&mut self.authorizations, later.authorizations),
-        ] {
-            for n in &theirs.changed {
-                mine.mark_changed(n, theirs.added.contains(n));
-            }
-            for n in &theirs.removed {
-                mine.mark_removed(n);
-            }
         }
     }
 }
@@ -222,11 +161,11 @@ pub struct Index {
     /// Slice key → uids of the workloads it produced.
     slice_workloads: HashMap<Key, Vec<Arc<str>>>,
 
-    addresses: HashMap<Arc<str>, Resource>,
+    addresses: Table,
     conditions: BTreeMap<ObjectRef, Condition>,
 
     /// `istio.security.Authorization` resources by name (`namespace/name`).
-    authorizations: HashMap<Arc<str>, Resource>,
+    authorizations: Table,
     policy_status: BTreeMap<ObjectRef, PolicyStatus>,
     /// Namespace → sent selector policies and the labels they attach by.
     selector_policies: HashMap<String, BTreeMap<Key, crate::model::Labels>>,
@@ -238,9 +177,6 @@ pub struct Index {
     changes: Changes,
     /// Counts the operations that changed a resource; see [`Index::generation`].
     generation: u64,
-    /// The generation at which each address / authorization last changed (absent: since the build).
-    address_generations: HashMap<Arc<str>, u64>,
-    authorization_generations: HashMap<Arc<str>, u64>,
 }
 
 impl Index {
@@ -279,26 +215,16 @@ impl Index {
         self.generation
     }
 
-    /// The generation at which this address got its current content (0: since the index was built);
-    /// `None` when there is no such address.
-    pub fn address_generation(&self, name: &str) -> Option<u64> {
-        self.addresses
-            .contains_key(name)
-            .then(|| self.address_generations.get(name).copied().unwrap_or(0))
-    }
-
-    /// As [`Index::address_generation`], for an authorization.
-    pub fn authorization_generation(&self, name: &str) -> Option<u64> {
-        self.authorizations.contains_key(name).then(|| {
-            self.authorization_generations
-                .get(name)
-                .copied()
-                .unwrap_or(0)
-        })
+    /// One table of resources.
+    pub fn table(&self, table: TableId) -> &Table {
+        match table {
+            TableId::Addresses => &self.addresses,
+            TableId::Authorizations => &self.authorizations,
+        }
     }
 
     /// Every `istio.workload.Address` resource, by xDS name.
-    pub fn addresses(&self) -> &HashMap<Arc<str>, Resource> {
+    pub fn addresses(&self) -> &Table {
         &self.addresses
     }
 
@@ -307,7 +233,7 @@ impl Index {
     }
 
     /// Every `istio.security.Authorization` resource, by xDS name.
-    pub fn authorizations(&self) -> &HashMap<Arc<str>, Resource> {
+    pub fn authorizations(&self) -> &Table {
         &self.authorizations
     }
 
@@ -382,57 +308,29 @@ impl Index {
 
     /// Records the current generation for every name `changes` touched.
     fn note_generations(&mut self, changes: &Changes) {
-        for (names, generations) in [
-            (&changes.addresses, &mut self.address_generations),
-            (&changes.authorizations, &mut self.authorization_generations),
-        ] {
-            for name in &names.changed {
-                generations.insert(name.clone(), self.generation);
-            }
-            for name in &names.removed {
-                generations.remove(name);
-            }
-        }
+        self.addresses
+            .note_generation(&changes.addresses, self.generation);
+        self.authorizations
+            .note_generation(&changes.authorizations, self.generation);
     }
 
     /// Replaces the whole input with `objects` and reports the difference.
     pub fn reset(&mut self, objects: impl IntoIterator<Item = Object>) -> Changes {
-        let fresh = Index::build(self.settings.clone(), objects);
-        let mut changes = Changes::default();
-        for (old, new, out) in [
-            (&self.addresses, &fresh.addresses, &mut changes.addresses),
-            (
-                &self.authorizations,
-                &fresh.authorizations,
-                &mut changes.authorizations,
-            ),
-        ] {
-            for (name, res) in new {
-                match old.get(name) {
-                    Some(old) if old == res => {}
-                    Some(_) => {
-                        out.changed.insert(name.clone());
-                    }
-                    None => {
-                        out.changed.insert(name.clone());
-                        out.added.insert(name.clone());
-                    }
-                }
-            }
-            for name in old.keys() {
-                if !new.contains_key(name) {
-                    out.removed.insert(name.clone());
-                }
-            }
-        }
+        let mut fresh = Index::build(self.settings.clone(), objects);
+        let changes = Changes {
+            addresses: self.addresses.difference(&fresh.addresses),
+            authorizations: self.authorizations.difference(&fresh.authorizations),
+        };
         let generation = self.generation + u64::from(!changes.is_empty());
-        let address_generations = std::mem::take(&mut self.address_generations);
-        let authorization_generations = std::mem::take(&mut self.authorization_generations);
-        *self = fresh;
-        self.generation = generation;
         // Unchanged names keep the generation they had; changed ones get this one.
-        self.address_generations = address_generations;
-        self.authorization_generations = authorization_generations;
+        let mut addresses = std::mem::take(&mut self.addresses);
+        let mut authorizations = std::mem::take(&mut self.authorizations);
+        addresses.replace_resources(std::mem::take(&mut fresh.addresses));
+        authorizations.replace_resources(std::mem::take(&mut fresh.authorizations));
+        *self = fresh;
+        self.addresses = addresses;
+        self.authorizations = authorizations;
+        self.generation = generation;
         self.note_generations(&changes);
         changes
     }
@@ -919,8 +817,7 @@ impl Index {
 
     fn set_address(&mut self, name: &str, value: Option<address::Type>) {
         let value = value.map(|t| Address { r#type: Some(t) });
-        store_resource(
-            &mut self.addresses,
+        self.addresses.store(
             &mut self.changes.addresses,
             !self.loading,
             name,
@@ -1116,38 +1013,6 @@ impl Index {
         if !new_names.is_empty() {
             self.slice_workloads.insert(sk.clone(), new_names);
         }
-    }
-}
-
-/// Stores, replaces or (for `None`) removes one resource of `table`, encoding it once; a name whose bytes
-/// did not change is not reported. `record` is off while a full build runs (nobody reads its changes).
-fn store_resource<M: prost::Message>(
-    table: &mut HashMap<Arc<str>, Resource>,
-    changes: &mut NameChanges,
-    record: bool,
-    name: &str,
-    value: Option<&M>,
-) {
-    let Some(value) = value else {
-        if let Some((name, _)) = table.remove_entry(name)
-            && record
-        {
-            changes.mark_removed(&name);
-        }
-        return;
-    };
-    // Reuse the table's key so that the name is allocated once per resource, not once per version.
-    let (name, new): (Arc<str>, bool) = match table.get_key_value(name) {
-        Some((k, _)) => (k.clone(), false),
-        None => (Arc::from(name), true),
-    };
-    let res = Resource::encode(name.clone(), value);
-    if table.get(&name).is_some_and(|old| *old == res) {
-        return;
-    }
-    table.insert(name.clone(), res);
-    if record {
-        changes.mark_changed(&name, new);
     }
 }
 

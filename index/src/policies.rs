@@ -250,8 +250,7 @@ impl Index {
     }
 
     pub(super) fn set_authorization(&mut self, name: &str, value: Option<sec::Authorization>) {
-        super::store_resource(
-            &mut self.authorizations,
+        self.authorizations.store(
             &mut self.changes.authorizations,
             !self.loading,
             name,

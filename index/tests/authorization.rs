@@ -62,8 +62,8 @@ impl World {
     fn apply(&mut self, obj: Object) -> Step {
         let step = format!("apply {}", obj.object_ref());
         let before = (
-            self.index.addresses().clone(),
-            self.index.authorizations().clone(),
+            HashMap::clone(self.index.addresses()),
+            HashMap::clone(self.index.authorizations()),
         );
         self.objects.insert(obj.object_ref(), obj.clone());
         let changes = self.index.apply(obj);
@@ -74,8 +74,8 @@ impl World {
         let r = ObjectRef::new(kind, namespace, name);
         let step = format!("delete {r}");
         let before = (
-            self.index.addresses().clone(),
-            self.index.authorizations().clone(),
+            HashMap::clone(self.index.addresses()),
+            HashMap::clone(self.index.authorizations()),
         );
         self.objects.remove(&r);
         let changes = self.index.delete(&r);
@@ -1251,7 +1251,10 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
         }
         if step % 20 == 19 {
             // `reset` from the state of 20 steps ago reports exactly the difference.
-            let before = (shadow.addresses().clone(), shadow.authorizations().clone());
+            let before = (
+                HashMap::clone(shadow.addresses()),
+                HashMap::clone(shadow.authorizations()),
+            );
             let changes = shadow.reset(world.objects.values().cloned());
             assert_eq!(
                 (names(&changes.addresses), names(&changes.authorizations)),

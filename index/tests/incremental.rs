@@ -27,7 +27,7 @@ struct World {
 type Names = (Vec<String>, Vec<String>);
 
 fn snapshot(index: &Index) -> HashMap<Arc<str>, Resource> {
-    index.addresses().clone()
+    HashMap::clone(index.addresses())
 }
 
 impl World {

@@ -1,16 +1,27 @@
-//! Delta ADS for ztunnel: `DeltaAggregatedResources` over the index's two wildcard types,
-//! `istio.workload.Address` and `istio.security.Authorization`.
+//! Delta ADS (`DeltaAggregatedResources`): the resource types of [`types`] (today ztunnel's
+//! `istio.workload.Address` and `istio.security.Authorization`), read from the [`SharedIndex`] and kept
+//! current by following its change log.
 //!
-//! The server reads resources straight from the [`SharedIndex`] and follows its change log. Every connection runs in its own task, keeps
-//! what it last sent (name → version, per type) and a dirty set of names to reconsider, and sends only the
-//! difference. One response per type is outstanding at a time: notifications that arrive while the client
-//! has not answered coalesce into the dirty set and go out together after the ACK or NACK.
+//! | module | holds |
+//! |---|---|
+//! | [`types`] | each resource type, described once (type URL, table, scope, on demand), and each kind of proxy's types in push order |
+//! | [`delta`] | the pure planner: per stream and type, what to send and remove, ACK/NACK bookkeeping |
+//! | [`on_demand`] | keys asked for one by one (ztunnel's `XDS_ON_DEMAND`) |
+//! | `connection` | one stream's task: admission, requests, change log, initial-sync turns, pushes, ends |
+//! | `admission` | who may open a stream (authentication and istiod's identity check) |
+//! | `node` | the node id and metadata a stream names |
+//! | `wire` | gRPC framing below tonic's codec |
+//! | `registry` | the open streams' planner state, for the admin API |
 //!
 //! The state-of-the-world stream is not served: ztunnel only speaks delta.
 
+mod admission;
 mod connection;
-mod on_demand;
+pub(crate) mod delta;
+mod node;
+pub(crate) mod on_demand;
 mod registry;
+pub(crate) mod types;
 mod wire;
 
 pub use registry::XdsRegistry;
@@ -21,7 +32,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ambient_ca::Authenticator;
-use connection::XdsType;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -180,7 +190,7 @@ impl XdsServer {
             .fetch_add(1, Ordering::Relaxed)
             + 1;
         let (tx, rx) = mpsc::channel(CONNECTION_BUFFER);
-        let opening = connection::Opening {
+        let opening = admission::Opening {
             metadata: request.metadata().clone(),
             peer_certificates: request.peer_certs().or_else(|| {
                 request

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ambient_proto::workload::{Address, address};
 use prost::Message;
 
-use ambient_index::{Index, Resource};
+use ambient_index::{Resource, Table};
 
 /// One key a client asked for.
 #[derive(Debug, Clone, Default)]
@@ -39,9 +39,9 @@ pub(super) struct OnDemand {
 
 /// What to send: resources under their key, and keys to remove.
 #[derive(Debug, Default)]
-pub(super) struct Answer<'a> {
-    pub(super) resources: Vec<(Arc<str>, &'a Resource)>,
-    pub(super) removed: Vec<String>,
+pub(super) struct Answer {
+    pub(super) resources: Vec<(Arc<str>, Resource)>,
+    pub(super) removed: Vec<Arc<str>>,
 }
 
 impl OnDemand {
@@ -79,11 +79,7 @@ impl OnDemand {
 
     /// The first response of a stream: the keys the client holds (from `initial_resource_versions`)
     /// are its subscriptions; equal versions are skipped, the rest sent or removed.
-    pub(super) fn first<'a>(
-        &mut self,
-        index: &'a Index,
-        held: HashMap<Arc<str>, Option<u64>>,
-    ) -> Answer<'a> {
+    pub(super) fn first(&mut self, table: &Table, held: HashMap<Arc<str>, Option<u64>>) -> Answer {
         for (key, version) in held {
             self.keys.insert(
                 key.clone(),
@@ -103,54 +99,48 @@ impl OnDemand {
             }
         }
         let all: BTreeSet<Arc<str>> = self.keys.keys().cloned().collect();
-        self.answer(index, &all)
+        self.answer(table, &all)
     }
 
     /// A later response: the keys asked for, and the keys whose resource is among `changed` (names
     /// changed or removed in the index since the last response).
-    pub(super) fn next<'a>(
-        &mut self,
-        index: &'a Index,
-        changed: &BTreeSet<Arc<str>>,
-    ) -> Answer<'a> {
+    pub(super) fn next(&mut self, table: &Table, changed: &BTreeSet<Arc<str>>) -> Answer {
         let mut affected: BTreeSet<Arc<str>> = self.asked.clone();
         for (key, k) in &self.keys {
             let hit = match (&k.ip, &k.resolved) {
                 (_, Some(r)) => changed.contains(r),
                 (None, None) => changed.contains(key),
                 // An unresolved IP key: does a changed resource carry that IP now?
-                (Some((network, ip)), None) => changed.iter().any(|name| {
-                    index
-                        .address(name)
-                        .is_some_and(|r| carries_ip(r, network, *ip))
-                }),
+                (Some((network, ip)), None) => changed
+                    .iter()
+                    .any(|name| table.get(name).is_some_and(|r| carries_ip(r, network, *ip))),
             };
             if hit {
                 affected.insert(key.clone());
             }
         }
-        self.answer(index, &affected)
+        self.answer(table, &affected)
     }
 
-    fn answer<'a>(&mut self, index: &'a Index, keys: &BTreeSet<Arc<str>>) -> Answer<'a> {
+    fn answer(&mut self, table: &Table, keys: &BTreeSet<Arc<str>>) -> Answer {
         let mut out = Answer::default();
         for key in keys {
             let Some(k) = self.keys.get_mut(key) else {
                 continue;
             };
-            k.resolved = resolve(index, key, k.ip.as_ref());
-            let resource = k.resolved.as_deref().and_then(|r| index.address(r));
+            k.resolved = resolve(table, key, k.ip.as_ref());
+            let resource = k.resolved.as_deref().and_then(|r| table.get(r));
             let asked = self.asked.remove(key);
             match resource {
                 Some(resource) => {
                     if asked || self.sent.get(key) != Some(&resource.version) {
                         self.sent.insert(key.clone(), resource.version);
-                        out.resources.push((key.clone(), resource));
+                        out.resources.push((key.clone(), resource.clone()));
                     }
                 }
                 None => {
                     if self.sent.remove(key).is_some() || asked {
-                        out.removed.push(key.to_string());
+                        out.removed.push(key.clone());
                     }
                 }
             }
@@ -167,13 +157,13 @@ fn parse_ip_key(key: &str) -> Option<(String, IpAddr)> {
 }
 
 /// The resource a key names now.
-fn resolve(index: &Index, key: &Arc<str>, ip: Option<&(String, IpAddr)>) -> Option<Arc<str>> {
+fn resolve(table: &Table, key: &Arc<str>, ip: Option<&(String, IpAddr)>) -> Option<Arc<str>> {
     match ip {
-        None => index.address(key).map(|r| r.name.clone()),
+        None => table.get(key).map(|r| r.name.clone()),
         Some((network, ip)) => {
             // Workloads first: a pod IP and a Service VIP do not coincide, but be definite.
             let mut service = None;
-            for (name, resource) in index.addresses() {
+            for (name, resource) in table {
                 match decode(resource) {
                     Some(address::Type::Workload(w))
                         if w.network == *network && w.addresses.iter().any(|a| same_ip(a, *ip)) =>

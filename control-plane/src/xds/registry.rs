@@ -1,76 +1,30 @@
-//! What the admin API sees of the xDS connections: one small status record per open stream, updated by
-//! the stream's own task at each push, ACK and NACK, and read on demand by `/debug/connections` and
-//! `/debug/sync`.
+//! The open streams, for the admin API: each stream's [`StreamState`] — the planner's own state, not a
+//! copy — read on demand by `/debug/connections` and `/debug/sync`.
 //!
-//! A stream does not remember each name and version it sent (see the connection module), so "has this
-//! proxy got the current version of X?" is answered with generations: every response covers the index's
-//! change reports up to some generation; X got its current content at generation `g`
-//! ([`Index::address_generation`]); a proxy whose last ACKed response covers `g` holds X's current version,
-//! unless it NACKed X since.
+//! A stream does not remember each name and version it sent, so "has this proxy got the current version
+//! of X?" is answered with generations: every response covers the index's change reports up to some
+//! generation; X got its current content at generation `g` ([`ambient_index::Table::generation_of`]); a
+//! proxy whose last ACKed response covers `g` holds X's current version, unless it NACKed X since.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use ambient_index::TableId;
 use dashmap::DashMap;
 
-use super::XdsType;
+use super::delta::{StreamState, Subscription};
+use super::types::Tables;
 use crate::connections::{
     ConnectionRegistry, ConnectionSnapshot, NackSnapshot, SyncEntry, TypeSnapshot,
 };
 use crate::shared_index::SharedIndex;
 
-/// One type's status on one stream.
-#[derive(Debug, Default, Clone)]
-pub(super) struct TypeStatus {
-    pub(super) subscribed: bool,
-    pub(super) last_sent_nonce: Option<String>,
-    pub(super) last_sent_at: Option<SystemTime>,
-    pub(super) resources_sent: u64,
-    pub(super) last_acked_nonce: Option<String>,
-    pub(super) pending_names: u64,
-    pub(super) last_nack: Option<(String, String, SystemTime)>,
-    /// Every change report up to this generation has been sent.
-    pub(super) sent_generation: Option<u64>,
-    /// ... and ACKed (or NACKed: the valid resources of a NACKed response are applied).
-    pub(super) acked_generation: Option<u64>,
-    /// Names the proxy rejected and has not been sent again since.
-    pub(super) nacked: BTreeSet<Arc<str>>,
-}
-
-/// One stream's status.
-#[derive(Debug, Clone)]
-pub(super) struct Status {
-    pub(super) node_id: String,
-    pub(super) node_name: Option<String>,
-    pub(super) proxy_type: String,
-    pub(super) peer_addr: String,
-    pub(super) connected_since: SystemTime,
-    pub(super) authorization: TypeStatus,
-    pub(super) address: TypeStatus,
-}
-
-impl Status {
-    pub(super) fn of(&mut self, kind: XdsType) -> &mut TypeStatus {
-        match kind {
-            XdsType::Address => &mut self.address,
-            XdsType::Authorization => &mut self.authorization,
-        }
-    }
-
-    pub(super) fn get(&self, kind: XdsType) -> &TypeStatus {
-        match kind {
-            XdsType::Address => &self.address,
-            XdsType::Authorization => &self.authorization,
-        }
-    }
-}
-
 /// The open streams of one xDS server, for the admin API.
 #[derive(Debug)]
 pub struct XdsRegistry {
     index: Arc<SharedIndex>,
-    streams: DashMap<u64, Arc<Mutex<Status>>>,
+    streams: DashMap<u64, Arc<Mutex<StreamState>>>,
 }
 
 impl XdsRegistry {
@@ -81,10 +35,8 @@ impl XdsRegistry {
         }
     }
 
-    pub(super) fn insert(&self, id: u64, status: Status) -> Arc<Mutex<Status>> {
-        let status = Arc::new(Mutex::new(status));
-        self.streams.insert(id, Arc::clone(&status));
-        status
+    pub(super) fn insert(&self, id: u64, state: Arc<Mutex<StreamState>>) {
+        self.streams.insert(id, state);
     }
 
     pub(super) fn remove(&self, id: u64) {
@@ -100,17 +52,19 @@ impl XdsRegistry {
         self.streams.is_empty()
     }
 
-    fn statuses(&self) -> Vec<(u64, Status)> {
-        let mut all: Vec<(u64, Status)> = self
+    /// Reads every stream's state in id order (each locked briefly, never together with the index).
+    fn each<T>(&self, mut read: impl FnMut(&StreamState) -> T) -> Vec<T> {
+        let mut all: Vec<(u64, T)> = self
             .streams
             .iter()
             .map(|e| {
-                let status = e.value().lock().unwrap_or_else(PoisonError::into_inner);
-                (*e.key(), status.clone())
+                // Display only: a state whose task panicked is shown as it was left.
+                let state = e.value().lock().unwrap_or_else(PoisonError::into_inner);
+                (*e.key(), read(&state))
             })
             .collect();
         all.sort_by_key(|(id, _)| *id);
-        all
+        all.into_iter().map(|(_, t)| t).collect()
     }
 }
 
@@ -120,79 +74,101 @@ fn unix_secs(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+fn type_snapshot(s: &Subscription) -> TypeSnapshot {
+    let r = &s.report;
+    TypeSnapshot {
+        type_url: s.kind.type_url.to_string(),
+        subscribed: s.subscribed,
+        last_sent_nonce: r.last_sent_nonce.clone(),
+        last_sent_at: r.last_sent_at.map(unix_secs),
+        resources_sent: r.resources_sent,
+        last_acked_nonce: r.last_acked_nonce.clone(),
+        pending_names: s.pending_names() as u64,
+        last_nack: r.last_nack.as_ref().map(|n| NackSnapshot {
+            nonce: n.nonce.clone(),
+            message: n.message.clone(),
+            at: unix_secs(n.at),
+        }),
+    }
+}
+
+/// A table as one subscription reads it: which table, for which scope.
+type TableKey = (TableId, Option<Arc<str>>);
+
+/// What one stream holds of one resource, before the index is asked what is current.
+struct Held {
+    connection_id: u64,
+    node_id: String,
+    proxy_type: String,
+    /// `(table, scope)` of the subscription, when the stream is served the type.
+    table: Option<TableKey>,
+    subscribed: bool,
+    sent_generation: Option<u64>,
+    acked_generation: Option<u64>,
+    nacked: bool,
+}
+
 impl ConnectionRegistry for XdsRegistry {
     fn connections(&self) -> Vec<ConnectionSnapshot> {
-        self.statuses()
-            .into_iter()
-            .map(|(id, s)| ConnectionSnapshot {
-                id,
-                node_id: s.node_id.clone(),
-                node_name: s.node_name.clone(),
-                proxy_type: s.proxy_type.clone(),
-                peer_addr: s.peer_addr.clone(),
-                connected_since: unix_secs(s.connected_since),
-                types: [XdsType::Address, XdsType::Authorization]
-                    .into_iter()
-                    .map(|kind| {
-                        let t = s.get(kind);
-                        TypeSnapshot {
-                            type_url: kind.type_url().to_string(),
-                            subscribed: t.subscribed,
-                            last_sent_nonce: t.last_sent_nonce.clone(),
-                            last_sent_at: t.last_sent_at.map(unix_secs),
-                            resources_sent: t.resources_sent,
-                            last_acked_nonce: t.last_acked_nonce.clone(),
-                            pending_names: t.pending_names,
-                            last_nack: t.last_nack.as_ref().map(|(nonce, message, at)| {
-                                NackSnapshot {
-                                    nonce: nonce.clone(),
-                                    message: message.clone(),
-                                    at: unix_secs(*at),
-                                }
-                            }),
-                        }
-                    })
-                    .collect(),
-            })
-            .collect()
+        self.each(|s| ConnectionSnapshot {
+            id: s.id,
+            node_id: s.peer.node.clone(),
+            node_name: s.peer.node_name.clone(),
+            proxy_type: s.peer.proxy_type.clone(),
+            peer_addr: s.peer_addr.clone(),
+            connected_since: unix_secs(s.connected_since),
+            types: s.subscriptions.iter().map(type_snapshot).collect(),
+        })
     }
 
     fn sync(&self, type_url: &str, name: &str) -> Vec<SyncEntry> {
-        let Some(kind) = XdsType::from_type_url(type_url) else {
-            return Vec::new();
-        };
-        let current = {
-            let Ok(index) = self.index.read() else {
-                return Vec::new();
-            };
-            let (generation, resource) = match kind {
-                XdsType::Address => (index.address_generation(name), index.address(name)),
-                XdsType::Authorization => (
-                    index.authorization_generation(name),
-                    index.authorization(name),
-                ),
-            };
-            generation.zip(resource.map(|r| r.version_string()))
-        };
-        self.statuses()
-            .into_iter()
-            .map(|(id, s)| {
-                let t = s.get(kind);
-                let holds = |covered: Option<u64>| match (&current, covered) {
+        let held = self.each(|s| {
+            let sub = s.subscription(type_url);
+            Held {
+                connection_id: s.id,
+                node_id: s.peer.node.clone(),
+                proxy_type: s.peer.proxy_type.clone(),
+                table: sub.map(|sub| (sub.kind.table, sub.scope.clone())),
+                subscribed: sub.is_some_and(|sub| sub.subscribed),
+                sent_generation: sub.and_then(|sub| sub.report.sent_generation),
+                acked_generation: sub.and_then(|sub| sub.report.acked_generation),
+                nacked: sub.is_some_and(|sub| sub.report.nacked.contains(name)),
+            }
+        });
+        // The current generation and version of `name` in each table read, with no stream locked.
+        let mut current: HashMap<TableKey, Option<(u64, String)>> = HashMap::new();
+        if let Ok(index) = self.index.read() {
+            for h in &held {
+                if let Some(key) = &h.table {
+                    current.entry(key.clone()).or_insert_with(|| {
+                        let table = index.lookup(key.0, key.1.as_deref())?;
+                        let generation = table.generation_of(name)?;
+                        Some((generation, table.get(name)?.version_string()))
+                    });
+                }
+            }
+        }
+        held.into_iter()
+            .map(|h| {
+                let now = h
+                    .table
+                    .as_ref()
+                    .and_then(|k| current.get(k).cloned().flatten());
+                let holds = |covered: Option<u64>| match (&now, covered) {
                     (Some((generation, version)), Some(covered))
-                        if covered >= *generation && !t.nacked.contains(name) =>
+                        if covered >= *generation && !h.nacked =>
                     {
                         Some(version.clone())
                     }
                     _ => None,
                 };
                 SyncEntry {
-                    connection_id: id,
-                    node_id: s.node_id.clone(),
-                    proxy_type: s.proxy_type.clone(),
-                    subscribed: t.subscribed,
-                    sent_version: holds(t.sent_generation),
-                    acked_version: holds(t.acked_generation),
+                    connection_id: h.connection_id,
+                    node_id: h.node_id,
+                    proxy_type: h.proxy_type,
+                    subscribed: h.subscribed,
+                    sent_version: holds(h.sent_generation),
+                    acked_version: holds(h.acked_generation),
                 }
             })
             .collect()

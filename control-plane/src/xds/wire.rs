@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -51,15 +52,12 @@ const RESOURCE_NAME: u32 = 3;
 const ANY_TYPE_URL: u32 = 1;
 const ANY_VALUE: u32 = 2;
 
-/// A resource of a response: the name it is sent under and the index's resource.
-pub(super) type Outgoing<'a> = (&'a str, &'a Resource);
-
 /// A `DeltaDiscoveryResponse`, gRPC-framed: resources (bodies copied once, from the index's shared
 /// buffers), removed names, type URL and nonce.
 pub(super) fn encode_response(
     type_url: &str,
-    resources: &[Outgoing<'_>],
-    removed: &[String],
+    resources: &[(Arc<str>, Resource)],
+    removed: &[Arc<str>],
     nonce: &str,
 ) -> Bytes {
     let any_len =
@@ -308,7 +306,6 @@ mod tests {
     };
     use envoy_types::pb::google::protobuf::Any;
     use prost::Message;
-    use std::sync::Arc;
 
     fn resource(name: &str, body: &[u8]) -> Resource {
         Resource {
@@ -326,8 +323,11 @@ mod tests {
         let type_url = "type.googleapis.com/istio.workload.Address";
         let framed = encode_response(
             type_url,
-            &[(a.name.as_ref(), &a), ("/10.0.0.1", &b)],
-            &["gone".to_string()],
+            &[
+                (a.name.clone(), a.clone()),
+                (Arc::from("/10.0.0.1"), b.clone()),
+            ],
+            &[Arc::from("gone")],
             "3-7",
         );
         assert_eq!(framed[0], 0);
