@@ -10,7 +10,6 @@ pub mod ca_cli;
 pub mod cli;
 pub mod dump;
 pub mod explain;
-pub mod generate;
 pub mod kube;
 pub mod metrics;
 pub mod serve;
