@@ -17,7 +17,7 @@ use agent_sim::observe::ResponseEvent;
 use agent_sim::{
     Auth, Expect, Fleet, Nodes, Observer, Propagation, Target, TokenFile, XdsKind, plan,
 };
-use ambient_control_plane::generate::{ClusterSpec, write_cluster_yaml};
+use ambient_testkit::{ClusterSpec, write_cluster_yaml};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;

@@ -17,7 +17,7 @@
 //! agent-sim gen --out /tmp/cluster --pods 500 --namespaces 5 --pods-per-service 5 --seed 7 --force
 //! ```
 //!
-//! The cluster is the one `ambient_control_plane::generate` builds: `ns-000`, … labelled
+//! The cluster is the one `ambient_testkit::generate` builds: `ns-000`, … labelled
 //! `istio.io/dataplane-mode: ambient`, a waypoint per namespace, Services `svc-NNNN` of
 //! `--pods-per-service` Deployment pods each, spread over `--nodes` nodes. The same options and seed
 //! always give the same files.
@@ -27,7 +27,7 @@ mod run_command;
 
 use std::path::{Path, PathBuf};
 
-use ambient_control_plane::generate::{ClusterSpec, write_cluster_yaml};
+use ambient_testkit::{ClusterSpec, write_cluster_yaml};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 

@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long)]
     json: bool,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C.
-    #[arg(long = "for", value_name = "DURATION", value_parser = ambient_control_plane::cli::parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
     run_for: Option<Duration>,
     /// CLUSTER_ID of every ztunnel (node metadata and `clusterid` header).
     #[arg(long, value_name = "ID", default_value = "Kubernetes")]

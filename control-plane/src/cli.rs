@@ -122,10 +122,10 @@ pub struct ServeArgs {
     pub admin_addr: Option<OptionalAddr>,
     /// xDS streams end with `Unavailable` after this long (±10 %), so that proxies spread over replicas
     /// again; `0` keeps streams open indefinitely.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30m")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30m")]
     pub max_connection_age: Duration,
     /// After SIGTERM or Ctrl-C: how long open calls may take to finish before the server exits anyway.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_grace: Duration,
     /// DNS names of the serving certificate, besides `istiod.<system-namespace>.svc[.<domain-suffix>]`.
     /// Repeat the flag for several names.
@@ -152,13 +152,13 @@ pub struct ServeArgs {
     )]
     pub trusted_node_accounts: Vec<(String, String)>,
     /// Longest workload certificate lifetime; longer requests are shortened to it.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h")]
     pub max_workload_cert_ttl: Duration,
     /// Lifetime of the serving certificate (it is renewed before it expires).
-    #[arg(long, hide = true, value_parser = parse_duration, default_value = "24h")]
+    #[arg(long, hide = true, value_parser = humantime::parse_duration, default_value = "24h")]
     pub serving_cert_ttl: Duration,
     /// How often the serving certificate is checked for renewal.
-    #[arg(long, hide = true, value_parser = parse_duration, default_value = "1m")]
+    #[arg(long, hide = true, value_parser = humantime::parse_duration, default_value = "1m")]
     pub serving_renew_interval: Duration,
     #[command(flatten)]
     pub ca: CaArgs,
@@ -247,58 +247,56 @@ pub fn parse_account(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Parses a duration written as whole numbers with units, e.g. `24h`, `90s`, `1h30m`, `500ms`, `7d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "{s:?} is not a duration: write a number and a unit (ms, s, m, h, d), e.g. 24h or 1h30m"
-        )
-    };
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86400),
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let part = u32::try_from(n)
-            .ok()
-            .and_then(|n| unit.checked_mul(n))
-            .ok_or_else(bad)?;
-        total = total.checked_add(part).ok_or_else(bad)?;
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
-        for bad in ["", "h", "10", "10x", "1.5h", "-1s", "99999999999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+    fn durations_are_numbers_with_units() {
+        let given = serve(&[
+            "--config-dir",
+            "x",
+            "--max-connection-age",
+            "1h30m",
+            "--shutdown-grace",
+            "500ms",
+            "--max-workload-cert-ttl",
+            "2d",
+        ])
+        .unwrap();
+        assert_eq!(given.max_connection_age, Some(Duration::from_secs(5400)));
+        assert_eq!(given.shutdown_grace, Duration::from_millis(500));
+        assert_eq!(given.max_workload_cert_ttl, Duration::from_secs(172_800));
+
+        let defaults = serve(&["--config-dir", "x"]).unwrap();
+        assert_eq!(
+            (
+                defaults.max_connection_age,
+                defaults.shutdown_grace,
+                defaults.max_workload_cert_ttl,
+                defaults.serving_cert_ttl,
+                defaults.serving_renew_interval
+            ),
+            (
+                Some(Duration::from_secs(1800)),
+                Duration::from_secs(10),
+                Duration::from_secs(86_400),
+                Duration::from_secs(86_400),
+                Duration::from_secs(60)
+            )
+        );
+
+        let forever = serve(&["--config-dir", "x", "--max-connection-age", "0"]).unwrap();
+        assert_eq!(forever.max_connection_age, None);
+
+        for bad in ["", "h", "10", "10x", "-1s", "99999999999999999999h"] {
+            let flag = format!("--shutdown-grace={bad}");
+            let err = serve(&["--config-dir", "x", &flag]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
         }
     }
 

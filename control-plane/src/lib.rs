@@ -11,7 +11,6 @@ pub mod cli;
 pub mod connections;
 pub mod dump;
 pub mod explain;
-pub mod generate;
 pub mod kube;
 pub mod metrics;
 pub mod serve;

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use ambient_control_plane::cli::{CaArgs, MeshArgs, ServeArgs, parse_duration};
+use ambient_control_plane::cli::{CaArgs, MeshArgs, ServeArgs};
 use ambient_control_plane::shared_index::SharedIndex;
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::files::{self, FileSource};
@@ -99,7 +99,7 @@ enum CaCommand {
         #[arg(long, value_name = "SPIFFE_ID")]
         spiffe: ambient_ca::Identity,
         /// Certificate lifetime.
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h")]
         ttl: std::time::Duration,
         /// Folder to write the files to (created if needed).
         #[arg(long, value_name = "DIR")]

@@ -1,20 +1,20 @@
 //! Index benchmark: build time, memory and single-pod change cost on generated clusters.
 //!
 //! ```text
-//! cargo bench -p ambient-control-plane --bench index            # 1k, 10k and 100k pods
-//! cargo bench -p ambient-control-plane --bench index -- --quick # fewer runs and changes
-//! AMBIENTD_BENCH_SIZES=1000,10000 cargo bench -p ambient-control-plane --bench index
-//! AMBIENTD_BENCH_PODS_PER_SERVICE=100 cargo bench -p ambient-control-plane --bench index
+//! cargo bench -p ambient-index --bench index            # 1k, 10k and 100k pods
+//! cargo bench -p ambient-index --bench index -- --quick # fewer runs and changes
+//! AMBIENTD_BENCH_SIZES=1000,10000 cargo bench -p ambient-index --bench index
+//! AMBIENTD_BENCH_PODS_PER_SERVICE=100 cargo bench -p ambient-index --bench index
 //! ```
 //!
-//! For each size the cluster comes from [`generate`] (10 pods per Service, 100 namespaces, one
-//! waypoint per namespace) and the bench reports, side by side:
+//! For each size the cluster comes from [`ambient_testkit::generate`] (10 pods per Service, 100
+//! namespaces, one waypoint per namespace) and the bench reports, side by side:
 //! - generation and parse time (`Object::from_value` of every raw object), separately from
 //! - `Index::build` time (best and median of 3 runs up to 10k pods, one run above),
 //! - memory of the objects and computed resources together: the growth of anonymous resident memory of
 //!   a fresh child process that parses (streaming, so raw objects never pile up) and builds the index,
 //!   next to a per-structure estimate computed from the index's public data and the layout of
-//!   `index/mod.rs` (sizes of the stored structs, string capacities, hash table slots, allocator
+//!   `index/src/lib.rs` (sizes of the stored structs, string capacities, hash table slots, allocator
 //!   rounding),
 //! - the cost of one `Index::apply` of a pod whose label change keeps its Services (`version` flip)
 //!   and of one that moves the pod to another Service of its namespace and back, timed one by one:
@@ -36,9 +36,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ambient_control_plane::generate::{ClusterSpec, SplitMix64, for_each_object, generate};
 use ambient_index::model::{Labels, NamedPort, Object, Pod, Service, ServicePort};
 use ambient_index::{Index, Resource, Settings};
+use ambient_testkit::{ClusterSpec, SplitMix64, for_each_object, generate};
 
 const DEFAULT_SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 const SEED: u64 = 42;
