@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::kube::KubeSettings;
+use crate::cluster::KubeSettings;
 use crate::serve::{AuthMethod, ServeConfig};
 use ambient_index::{Enrollment, Settings};
 

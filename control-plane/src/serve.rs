@@ -8,7 +8,7 @@
 //!    the Kubernetes source starts instead ([`crate::source::kube`]) and the index starts empty: the
 //!    first batch is the complete cluster, and [`Server::run`] serves gRPC and answers `/ready` only
 //!    once it is applied (the admin API is up meanwhile). The holder of the `ambientd-leader` Lease
-//!    writes status conditions back ([`crate::kube::status`]);
+//!    writes status conditions back ([`crate::cluster::status`]);
 //! 2. the CA is loaded (plug-in `cacerts` folder, or the self-signed root in the state folder, created
 //!    on first start) and the root bundle is written where ztunnels can read it;
 //! 3. the serving certificate is issued by the same CA for `istiod.<ns>.svc[.<suffix>]` plus the
@@ -38,8 +38,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use ambient_ca::rfc3339::Rfc3339;
 use ambient_ca::{
     Authenticator, CaError, CaService, CaServiceConfig, CertificateAuthority,
     ClientCertAuthenticator, NodeLookup, ServingTls, TokenFileAuthenticator, TrustAllAuthenticator,
@@ -50,8 +51,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::admin::{self, AdminState};
-use crate::kube::leader::Leadership;
-use crate::kube::{KubeError, KubeSettings};
+use crate::cluster::leader::Leadership;
+use crate::cluster::{KubeError, KubeSettings};
 use crate::metrics::Metrics;
 use crate::shared_index::{IndexFailed, SharedIndex};
 use crate::source::files::{self, FileSource, FileSourceError, WatchHandle};
@@ -165,6 +166,63 @@ impl ServeConfig {
         }
     }
 
+    /// `/debug/config`: the effective configuration, every flag's value after defaults with the derived
+    /// serving-certificate names, and the Kubernetes source's settings. Holds paths, never file contents.
+    pub fn to_json(&self) -> serde_json::Value {
+        let config = self;
+        let s = &config.settings;
+        let enrollment = match s.enrollment {
+            ambient_index::Enrollment::Annotation => "annotation",
+            ambient_index::Enrollment::Labels => "labels",
+        };
+        let mut json = serde_json::json!({
+            "configDir": config.config_dir.display().to_string(),
+            "grpcAddr": config.grpc_addr.to_string(),
+            "stateDir": config.state_dir.display().to_string(),
+            "caDir": config.ca_dir.as_ref().map(|d| d.display().to_string()),
+            "servingDns": config.serving_dns_names(),
+            "servingIps": config
+                .serving_ip_addrs()
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>(),
+            "auth": config.auth.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "trustedNodeAccounts": config
+                .trusted_node_accounts
+                .iter()
+                .map(|(ns, sa)| format!("{ns}/{sa}"))
+                .collect::<Vec<_>>(),
+            "maxWorkloadCertTtlSeconds": config.max_workload_cert_ttl.as_secs(),
+            "servingCertTtlSeconds": config.serving_cert_ttl.as_secs(),
+            "servingRenewIntervalSeconds": config.serving_renew_interval.as_secs(),
+            "mesh": {
+                "clusterId": s.cluster_id,
+                "trustDomain": s.trust_domain,
+                "domainSuffix": s.domain_suffix,
+                "rootNamespace": s.root_namespace,
+                "systemNamespace": s.system_namespace,
+                "enrollment": enrollment,
+                "revision": s.revision,
+            },
+        });
+        if let (Some(kube), Some(map)) = (&config.kube, json.as_object_mut()) {
+            map.remove("configDir");
+            map.insert(
+                "kube".to_string(),
+                serde_json::json!({
+                    "kubeconfig": kube.kubeconfig.as_ref().map(|p| p.display().to_string()),
+                    "kinds": kube.source.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                    "statusLease": kube.status_lease.as_ref().map(|l| serde_json::json!({
+                        "namespace": l.namespace,
+                        "name": l.name,
+                        "identity": l.identity,
+                    })),
+                }),
+            );
+        }
+        json
+    }
+
     /// Every DNS SAN of the serving certificate: istiod's Service names, then the configured ones.
     pub fn serving_dns_names(&self) -> Vec<String> {
         let ns = &self.settings.system_namespace;
@@ -200,7 +258,7 @@ pub enum ServeError {
     #[error(transparent)]
     Kube(#[from] KubeError),
     #[error(transparent)]
-    KubeCa(#[from] crate::kube::ca_secret::KubeCaError),
+    KubeCa(#[from] crate::cluster::ca_secret::KubeCaError),
     #[error(
         "--auth kube checks Kubernetes service account tokens and needs --kube; without a cluster use \
          tokens=FILE, cert or none"
@@ -341,13 +399,13 @@ impl Server {
                 (index, SourceHandle::Files(files::watch(source, tx)?))
             }
             Some(kube) => {
-                let (client, url) = crate::kube::client(kube.kubeconfig.as_deref()).await?;
+                let (client, url) = crate::cluster::client(kube.kubeconfig.as_deref()).await?;
                 info!(%url, "reading the cluster");
                 let handle = crate::source::kube::start(
                     client.clone(),
                     &kube.source,
                     tx,
-                    Some(Arc::clone(&metrics)),
+                    metrics.source_error_counter("kube"),
                 );
                 let index = Index::new(config.settings.clone());
                 (
@@ -372,7 +430,7 @@ impl Server {
             // In a cluster the keys live in Secrets, as istiod keeps them: `cacerts`, else the
             // self-signed root of `istio-ca-secret` (created by the first replica to start).
             (None, Some(client)) => {
-                let loaded = crate::kube::ca_secret::load(
+                let loaded = crate::cluster::ca_secret::load(
                     client.clone(),
                     &config.settings.system_namespace,
                     &config.settings.trust_domain,
@@ -428,13 +486,13 @@ impl Server {
                         return Err(ServeError::KubeAuthWithoutKube);
                     };
                     authenticators.push(Arc::new(
-                        crate::kube::tokenreview::TokenReviewAuthenticator::new(
+                        crate::cluster::tokenreview::TokenReviewAuthenticator::new(
                             client.clone(),
-                            crate::kube::tokenreview::TokenReviewConfig::new(
+                            crate::cluster::tokenreview::TokenReviewConfig::new(
                                 ca.trust_domain(),
                                 &config.settings.cluster_id,
                             ),
-                            Some(crate::kube::ca::index_pods(Arc::clone(&index))),
+                            Some(crate::cluster::ca::index_pods(Arc::clone(&index))),
                         ),
                     ));
                 }
@@ -477,7 +535,7 @@ impl Server {
                 .with_certs(move || {
                     admin::views::certs(&ca_service.authority(), &serving, &ca_service.metrics())
                 })
-                .with_config(config_json(&config))
+                .with_config(config.to_json())
                 .with_source_diagnostics(move || diagnostics())
         };
 
@@ -607,7 +665,7 @@ impl Server {
             } else {
                 ips.join(", ")
             },
-            format_time(self.serving.current_not_after())
+            Rfc3339(self.serving.current_not_after())
         );
         let auth: Vec<String> = cfg.auth.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(out, "  auth:          {}", auth.join(", "));
@@ -788,7 +846,7 @@ impl Server {
         ) {
             let elected = Leadership::start(client.clone(), lease.clone());
             status_task = Some(tokio::spawn(
-                crate::kube::status::run(
+                crate::cluster::status::run(
                     client.clone(),
                     Arc::clone(&index),
                     handle.observations(),
@@ -802,7 +860,7 @@ impl Server {
         // The root bundle goes into ConfigMap `istio-ca-root-cert` of every namespace (the ztunnel and
         // waypoint charts mount it), written by the Lease holder, or by every replica without a Lease.
         let _root_publisher = match &source {
-            SourceHandle::Kube { client, .. } => Some(crate::kube::ca::publish_root(
+            SourceHandle::Kube { client, .. } => Some(crate::cluster::ca::publish_root(
                 client.clone(),
                 &ca,
                 leadership.as_ref().map(|l| l.subscribe()),
@@ -928,27 +986,6 @@ impl Server {
     }
 }
 
-/// `/debug/config`: the admin API's view of the flags, plus the Kubernetes source's settings.
-fn config_json(config: &ServeConfig) -> serde_json::Value {
-    let mut json = admin::serve_config_json(config);
-    if let (Some(kube), Some(map)) = (&config.kube, json.as_object_mut()) {
-        map.remove("configDir");
-        map.insert(
-            "kube".to_string(),
-            serde_json::json!({
-                "kubeconfig": kube.kubeconfig.as_ref().map(|p| p.display().to_string()),
-                "kinds": kube.source.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-                "statusLease": kube.status_lease.as_ref().map(|l| serde_json::json!({
-                    "namespace": l.namespace,
-                    "name": l.name,
-                    "identity": l.identity,
-                })),
-            }),
-        );
-    }
-    json
-}
-
 /// Binds a listener; `flag` names the option that chose the address, for the error message.
 async fn bind(
     addr: SocketAddr,
@@ -1038,7 +1075,7 @@ async fn renew_serving(serving: Arc<ServingTls>, every: Duration) {
         tick.tick().await;
         match serving.renew_if_due() {
             Ok(true) => info!(
-                not_after = %format_time(serving.current_not_after()),
+                not_after = %Rfc3339(serving.current_not_after()),
                 "renewed the serving certificate"
             ),
             Ok(false) => {}
@@ -1122,37 +1159,6 @@ fn restrict_to_owner(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-pub fn format_time(t: SystemTime) -> String {
-    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    };
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1167,15 +1173,6 @@ mod tests {
         );
         assert!("tokens=".parse::<AuthMethod>().is_err());
         assert!("jwt".parse::<AuthMethod>().is_err());
-    }
-
-    #[test]
-    fn times_format_as_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(format_time(t), "2023-11-14T22:13:20Z");
-        assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(format_time(leap), "2000-02-29T00:00:00Z");
     }
 
     #[test]

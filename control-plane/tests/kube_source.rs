@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ambient_control_plane::kube::{API_CALLS, KubeSettings, LeaseConfig};
+use ambient_control_plane::cluster::{API_CALLS, KubeSettings, LeaseConfig};
 use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, Server};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::kube::{
@@ -108,7 +108,7 @@ impl Source {
             fake.client("source").await,
             &KubeSourceConfig::default(),
             tx,
-            None,
+            prometheus_client::metrics::counter::Counter::default(),
         );
         Source {
             handle,
