@@ -15,6 +15,7 @@ pub mod dump;
 pub mod explain;
 pub mod generate;
 pub mod metrics;
+pub mod runtime;
 pub mod serve;
 pub mod shared_index;
 pub mod source;

@@ -114,10 +114,10 @@ fn module_path(file: &Path) -> Vec<String> {
         .iter()
         .map(|c| c.to_string_lossy().into_owned())
         .collect();
-    if let Some(last) = parts.pop() {
-        if last != "mod.rs" {
-            parts.push(last.trim_end_matches(".rs").to_string());
-        }
+    if let Some(last) = parts.pop()
+        && last != "mod.rs"
+    {
+        parts.push(last.trim_end_matches(".rs").to_string());
     }
     parts
 }

@@ -17,6 +17,7 @@ use std::process::{Command, Output};
 
 use ambient_control_plane::cli::ServeArgs;
 use ambient_control_plane::cluster::{API_CALLS, ApiCall};
+use ambient_control_plane::serve::ServeSource;
 use ambient_control_plane::source::files::FileSource;
 use ambient_index::model::Object;
 use ambient_index::model::istio::AuthorizationPolicySpec;
@@ -554,7 +555,7 @@ fn deployment_runs_ambientd_serve_with_flags_it_has() {
         .unwrap_or_else(|e| panic!("ambientd {}: {e}", args.join(" ")));
     assert!(serve.kube, "serve --kube: the in-cluster mode");
     let config = serve.config();
-    assert!(config.kube.is_some());
+    assert!(matches!(config.source, ServeSource::Kube(_)));
 
     // Every listener is a containerPort and every containerPort a listener.
     let listeners: BTreeSet<i32> = [
