@@ -73,13 +73,14 @@ async fn without_auth_a_token_is_written_for_the_printed_pod_and_admits_it() {
     assert_eq!(cfg.auth, [AuthMethod::FirstRunToken, AuthMethod::Cert]);
     let server = start(cfg).await;
 
-    let tokens_path = std::path::absolute(state.join("tokens.yaml")).expect("abs");
+    let tokens_path = std::path::absolute(state.join("first-run-tokens.yaml")).expect("abs");
     let token_path = std::path::absolute(state.join("ztunnel-token")).expect("abs");
     let token = std::fs::read_to_string(&token_path).expect("ztunnel-token written");
     assert_eq!(token.len(), 64, "{token:?}");
-    let entries: BTreeMap<String, serde_json::Value> =
-        serde_norway::from_str(&std::fs::read_to_string(&tokens_path).expect("tokens.yaml"))
-            .expect("tokens file");
+    let entries: BTreeMap<String, serde_json::Value> = serde_norway::from_str(
+        &std::fs::read_to_string(&tokens_path).expect("first-run-tokens.yaml"),
+    )
+    .expect("tokens file");
     assert_eq!(
         entries,
         BTreeMap::from([(
@@ -152,7 +153,7 @@ async fn an_explicit_auth_writes_no_token_and_keeps_its_methods() {
     assert_eq!(cfg.auth, [AuthMethod::Cert]);
     let server = start(cfg).await;
 
-    assert!(!state.join("tokens.yaml").exists());
+    assert!(!state.join("first-run-tokens.yaml").exists());
     assert!(!state.join("ztunnel-token").exists());
     assert!(
         server.banner.contains("  auth:          cert\n"),

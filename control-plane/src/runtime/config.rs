@@ -34,7 +34,7 @@ pub enum AuthMethod {
     /// `kube`: a Kubernetes service account token, checked with a TokenReview (`--kube` only).
     Kube,
     /// A token the server makes for itself at start, for the pod the banner names: written with that
-    /// pod's account to `<state-dir>/tokens.yaml` and alone to `<state-dir>/ztunnel-token` (ztunnel's
+    /// pod's account to `<state-dir>/first-run-tokens.yaml` and alone to `<state-dir>/ztunnel-token` (ztunnel's
     /// `AUTH_TOKEN`), both readable by the owner only, and then checked as `tokens=FILE` is. What
     /// `serve` uses first, before `cert`, when `--auth` is not given in file mode, so that the printed
     /// ztunnel command authenticates as printed. Not an `--auth` value.

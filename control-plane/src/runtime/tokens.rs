@@ -12,7 +12,7 @@ use ambient_index::Index;
 use tracing::warn;
 
 /// The file of a first-run token, in the tokens-file format `tokens=FILE` reads.
-pub const FIRST_RUN_TOKENS_FILE: &str = "tokens.yaml";
+pub const FIRST_RUN_TOKENS_FILE: &str = "first-run-tokens.yaml";
 
 /// The file holding the banner's token alone, ztunnel's `AUTH_TOKEN`.
 pub const ZTUNNEL_TOKEN_FILE: &str = "ztunnel-token";
@@ -109,7 +109,7 @@ pub fn pick(
 }
 
 /// A first-run token: a new random token for `workload`, written with its account to
-/// `<state-dir>/tokens.yaml` (returned, for the token authenticator) and alone to
+/// `<state-dir>/first-run-tokens.yaml` (returned, for the token authenticator) and alone to
 /// `<state-dir>/ztunnel-token`. Each start makes a new one, so a token copied from an earlier run stops
 /// working.
 pub fn first_run(
@@ -241,7 +241,7 @@ mod tests {
         let (tokens, example) = first_run(&state, &workload).unwrap();
         assert_eq!(
             tokens,
-            std::path::absolute(state.join("tokens.yaml")).unwrap()
+            std::path::absolute(state.join("first-run-tokens.yaml")).unwrap()
         );
         assert_eq!(
             example,
@@ -275,7 +275,7 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["tokens.yaml", "ztunnel-token"]);
+        assert_eq!(names, ["first-run-tokens.yaml", "ztunnel-token"]);
     }
 
     #[cfg(unix)]
