@@ -8,6 +8,7 @@
 //!   or trust-all for a loopback lab) and the pods-on-nodes lookup impersonation needs.
 //! - [`service`]: `istio.v1.auth.IstioCertificateService` ([`CaService`]): authentication,
 //!   impersonation rules, TTL capping, logs and [`metrics`].
+//! - [`rfc3339`]: times as `2023-11-14T22:13:20Z`, for validity periods in logs and documents.
 //! - [`tls`]: TLS 1.3 for the gRPC listener with a serving certificate that renews in place
 //!   ([`ServingTls`]).
 //!
@@ -20,6 +21,7 @@ mod error;
 mod keys;
 pub mod metrics;
 mod pem;
+pub mod rfc3339;
 pub mod service;
 pub mod spiffe;
 mod store;

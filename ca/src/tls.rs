@@ -155,7 +155,7 @@ impl ServingTls {
         tracing::info!(
             dns = ?names,
             ips = ?addrs,
-            not_after = ?validity.not_after,
+            not_after = %crate::rfc3339::Rfc3339(validity.not_after),
             "issued the serving certificate"
         );
         Ok(ServingTls {
@@ -185,8 +185,8 @@ impl ServingTls {
         let (key, next) = issue(&self.ca, &self.dns, &self.ips, self.ttl, &self.provider)?;
         self.resolver.set(key);
         tracing::info!(
-            previous_not_after = ?validity.not_after,
-            not_after = ?next.not_after,
+            previous_not_after = %crate::rfc3339::Rfc3339(validity.not_after),
+            not_after = %crate::rfc3339::Rfc3339(next.not_after),
             "renewed the serving certificate"
         );
         *validity = next;

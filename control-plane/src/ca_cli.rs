@@ -20,7 +20,7 @@ use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::cli::CaArgs;
-use crate::serve::format_time;
+use ambient_ca::rfc3339;
 
 /// Why an `ambientd ca` command failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +188,8 @@ fn describe_certificate(out: &mut String, cert: &X509Certificate<'_>, now: Syste
     let _ = writeln!(
         out,
         "  validity:   {} to {} ({state})",
-        format_time(not_before),
-        format_time(not_after)
+        rfc3339::format(not_before),
+        rfc3339::format(not_after)
     );
     let _ = writeln!(out, "  SANs:       {sans}");
     let _ = writeln!(

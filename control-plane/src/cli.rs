@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::kube::KubeSettings;
-use crate::serve::{AuthMethod, ServeConfig};
+use crate::cluster::KubeSettings;
+use crate::runtime::{AuthMethod, ServeConfig, ServeSource};
 use ambient_index::{Enrollment, Settings};
 
 /// How pods are judged enrolled in ambient mode.
@@ -138,7 +138,8 @@ pub struct ServeArgs {
     /// How CSR callers and xDS streams are authenticated: `tokens=FILE` (bearer tokens mapped to service
     /// accounts, YAML or JSON), `cert` (a client certificate from this CA), `kube` (a service account
     /// token, checked with a TokenReview; with --kube), `none` (trust every caller; loopback only).
-    /// Repeat the flag for several; they are tried in order [default: cert; cert and kube with --kube].
+    /// Repeat the flag for several; they are tried in order [default: a token written at start for the
+    /// pod the banner names (`<state-dir>/tokens.yaml`), then cert; cert and kube with --kube].
     #[arg(long = "auth", value_name = "tokens=FILE|cert|kube|none")]
     pub auth: Vec<AuthMethod>,
     /// Service accounts (`namespace/name`, comma-separated) allowed to ask for the identity of a pod on
@@ -180,17 +181,20 @@ impl ServeArgs {
         } else {
             self.mesh.settings()
         };
-        let kube = self.kube.then(|| {
+        let source = if self.kube {
             let mut kube = KubeSettings::new(&settings.system_namespace);
             kube.kubeconfig = self.kubeconfig.clone();
             if self.no_status {
                 kube.status_lease = None;
             }
-            kube
-        });
+            ServeSource::Kube(kube)
+        } else {
+            ServeSource::Files {
+                config_dir: self.config_dir.clone().unwrap_or_default(),
+            }
+        };
         ServeConfig {
-            config_dir: self.config_dir.clone().unwrap_or_default(),
-            kube,
+            source,
             settings,
             grpc_addr: self.grpc_addr.unwrap_or(SocketAddr::new(host, 15012)),
             xds_plaintext_addr: self
@@ -211,7 +215,9 @@ impl ServeArgs {
                 // istiod's order: a client certificate, then a Kubernetes token.
                 vec![AuthMethod::Cert, AuthMethod::Kube]
             } else {
-                vec![AuthMethod::Cert]
+                // A token written for the pod the banner names, so that the printed ztunnel command
+                // authenticates as printed; then a client certificate.
+                vec![AuthMethod::FirstRunToken, AuthMethod::Cert]
             },
             trusted_node_accounts: self.trusted_node_accounts.clone(),
             max_workload_cert_ttl: self.max_workload_cert_ttl,
@@ -250,6 +256,7 @@ pub fn parse_account(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn durations_are_numbers_with_units() {
@@ -332,7 +339,10 @@ mod tests {
         );
         assert_eq!(files.admin_addr, Some("127.0.0.1:15014".parse().unwrap()));
         assert_eq!(files.settings.enrollment, Enrollment::Labels);
-        assert!(files.kube.is_none());
+        assert!(
+            matches!(&files.source, ServeSource::Files { config_dir } if config_dir == Path::new("x"))
+        );
+        assert_eq!(files.auth, [AuthMethod::FirstRunToken, AuthMethod::Cert]);
 
         let kube = serve(&["--kube"]).unwrap();
         assert_eq!(kube.grpc_addr, "0.0.0.0:15012".parse().unwrap());
@@ -342,7 +352,10 @@ mod tests {
         );
         assert_eq!(kube.admin_addr, Some("0.0.0.0:15014".parse().unwrap()));
         assert_eq!(kube.settings.enrollment, Enrollment::Annotation);
-        let settings = kube.kube.expect("kube settings");
+        assert_eq!(kube.auth, [AuthMethod::Cert, AuthMethod::Kube]);
+        let ServeSource::Kube(settings) = kube.source else {
+            panic!("kube settings");
+        };
         assert_eq!(settings.kubeconfig, None);
         let lease = settings
             .status_lease
@@ -374,9 +387,35 @@ mod tests {
         );
         assert_eq!(given.admin_addr, None);
         assert_eq!(given.settings.enrollment, Enrollment::Labels);
-        let settings = given.kube.expect("kube settings");
+        let ServeSource::Kube(settings) = given.source else {
+            panic!("kube settings");
+        };
         assert_eq!(settings.kubeconfig, Some(PathBuf::from("/k")));
         assert_eq!(settings.status_lease, None);
+    }
+
+    #[test]
+    fn an_explicit_auth_is_kept_exactly() {
+        let cert = serve(&["--config-dir", "x", "--auth", "cert"]).unwrap();
+        assert_eq!(cert.auth, [AuthMethod::Cert]);
+        let given = serve(&[
+            "--config-dir",
+            "x",
+            "--auth",
+            "tokens=t.yaml",
+            "--auth",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(
+            given.auth,
+            [
+                AuthMethod::Tokens(PathBuf::from("t.yaml")),
+                AuthMethod::None
+            ]
+        );
+        let kube = serve(&["--kube", "--auth", "kube"]).unwrap();
+        assert_eq!(kube.auth, [AuthMethod::Kube]);
     }
 
     #[test]

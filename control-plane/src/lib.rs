@@ -6,13 +6,15 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod api_errors;
 pub mod ca_cli;
 pub mod cli;
+pub mod cluster;
 pub mod connections;
 pub mod dump;
 pub mod explain;
-pub mod kube;
 pub mod metrics;
+pub mod runtime;
 pub mod serve;
 pub mod shared_index;
 pub mod source;

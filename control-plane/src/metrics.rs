@@ -321,6 +321,15 @@ impl Metrics {
             .inc();
     }
 
+    /// The counter of `source`'s unreadable documents or watch events, for a source that counts its own.
+    pub fn source_error_counter(&self, source: &str) -> Counter {
+        self.source_errors
+            .get_or_create(&SourceErrorLabels {
+                source: source.to_string(),
+            })
+            .clone()
+    }
+
     /// `count` documents or watch events of `source` (`files`, `kube`) could not be read.
     pub fn source_errors(&self, source: &str, count: u64) {
         self.source_errors

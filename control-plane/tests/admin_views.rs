@@ -221,7 +221,7 @@ fn certs_describe_a_real_ca_and_serving_certificate() {
     assert!((3500..=3700).contains(&left), "{left}");
     assert_eq!(
         serving_doc.not_after,
-        ambient_control_plane::serve::format_time(serving.current_not_after())
+        ambient_ca::rfc3339::format(serving.current_not_after())
     );
     assert_eq!((doc.issued, doc.refused["invalid_csr"]), (4, 1));
 }
@@ -230,7 +230,7 @@ fn certs_describe_a_real_ca_and_serving_certificate() {
 fn the_config_document_shows_every_serve_flag() {
     let config =
         ambient_control_plane::serve::ServeConfig::new("deploy/examples/bookinfo", ".ambientd");
-    let doc = ambient_control_plane::admin::serve_config_json(&config);
+    let doc = config.to_json();
     assert_eq!(
         doc,
         serde_json::json!({

@@ -8,11 +8,11 @@ mod support;
 use std::sync::Arc;
 
 use ambient_ca::{AuthError, Authenticator, Caller, CertificateAuthority, Identity, RequestInfo};
-use ambient_control_plane::kube::ca_secret::{self, CaOrigin};
-use ambient_control_plane::kube::root_cert::{
+use ambient_control_plane::cluster::ca_secret::{self, CaOrigin};
+use ambient_control_plane::cluster::root_cert::{
     PublisherState, ROOT_CERT_CONFIGMAP, ROOT_CERT_KEY, RootCertConfig, RootCertPublisher,
 };
-use ambient_control_plane::kube::tokenreview::{
+use ambient_control_plane::cluster::tokenreview::{
     PodFacts, TokenReviewAuthenticator, TokenReviewConfig,
 };
 use hyper::Method;
@@ -581,7 +581,7 @@ async fn the_root_configmap_follows_namespaces_the_root_and_the_leader() {
         .filter(|(_, r, _)| r == "configmaps")
         .collect();
     let listed: std::collections::BTreeSet<(String, String, String)> =
-        ambient_control_plane::kube::API_CALLS
+        ambient_control_plane::cluster::API_CALLS
             .iter()
             .filter(|(_, r, _)| *r == "configmaps")
             .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ambient_control_plane::kube::{API_CALLS, KubeSettings, LeaseConfig};
-use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, Server};
+use ambient_control_plane::cluster::{API_CALLS, KubeSettings, LeaseConfig};
+use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, ServeSource, Server};
 use ambient_control_plane::source::Event;
 use ambient_control_plane::source::kube::{
     self as kube_source, KindState, KubeHandle, KubeSourceConfig,
@@ -108,7 +108,7 @@ impl Source {
             fake.client("source").await,
             &KubeSourceConfig::default(),
             tx,
-            None,
+            prometheus_client::metrics::counter::Counter::default(),
         );
         Source {
             handle,
@@ -433,7 +433,7 @@ async fn serve(
         retry_period: Duration::from_millis(100),
         ..LeaseConfig::new("istio-system")
     });
-    cfg.kube = Some(kube);
+    cfg.source = ServeSource::Kube(kube);
     let server = Server::bind(cfg).await.expect("binds");
     let (grpc, admin, index) = (server.grpc_addr(), server.admin_addr(), server.index());
     let (stop, stopped) = oneshot::channel::<()>();

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ambient_control_plane::cli::ServeArgs;
-use ambient_control_plane::kube::{API_CALLS, ApiCall};
+use ambient_control_plane::cluster::{API_CALLS, ApiCall};
+use ambient_control_plane::serve::ServeSource;
 use ambient_control_plane::source::files::FileSource;
 use ambient_index::model::Object;
 use ambient_index::model::istio::AuthorizationPolicySpec;
@@ -48,7 +49,7 @@ fn named_objects() -> BTreeMap<(&'static str, &'static str), Vec<&'static str>> 
     BTreeMap::from([
         (
             ("coordination.k8s.io", "leases"),
-            vec![ambient_control_plane::kube::leader::LEASE_NAME],
+            vec![ambient_control_plane::cluster::leader::LEASE_NAME],
         ),
         (("", "secrets"), vec!["cacerts", "istio-ca-secret"]),
         (("", "configmaps"), vec!["istio-ca-root-cert"]),
@@ -554,7 +555,7 @@ fn deployment_runs_ambientd_serve_with_flags_it_has() {
         .unwrap_or_else(|e| panic!("ambientd {}: {e}", args.join(" ")));
     assert!(serve.kube, "serve --kube: the in-cluster mode");
     let config = serve.config();
-    assert!(config.kube.is_some());
+    assert!(matches!(config.source, ServeSource::Kube(_)));
 
     // Every listener is a containerPort and every containerPort a listener.
     let listeners: BTreeSet<i32> = [

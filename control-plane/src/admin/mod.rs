@@ -109,7 +109,8 @@ impl AdminState {
         self
     }
 
-    /// What `/debug/config` shows.
+    /// What `/debug/config` shows: the effective configuration as the server describes it (every flag's
+    /// value after defaults; paths, never file contents).
     pub fn with_config(mut self, config: serde_json::Value) -> AdminState {
         self.config = Arc::new(config);
         self
@@ -137,46 +138,6 @@ impl AdminState {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
-}
-
-/// The effective configuration of `ambientd serve`, for `/debug/config`: every flag's value after
-/// defaults, with the derived serving-certificate names. Holds paths, never file contents.
-pub fn serve_config_json(config: &crate::serve::ServeConfig) -> serde_json::Value {
-    let s = &config.settings;
-    let enrollment = match s.enrollment {
-        ambient_index::Enrollment::Annotation => "annotation",
-        ambient_index::Enrollment::Labels => "labels",
-    };
-    serde_json::json!({
-        "configDir": config.config_dir.display().to_string(),
-        "grpcAddr": config.grpc_addr.to_string(),
-        "stateDir": config.state_dir.display().to_string(),
-        "caDir": config.ca_dir.as_ref().map(|d| d.display().to_string()),
-        "servingDns": config.serving_dns_names(),
-        "servingIps": config
-            .serving_ip_addrs()
-            .iter()
-            .map(|ip| ip.to_string())
-            .collect::<Vec<_>>(),
-        "auth": config.auth.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "trustedNodeAccounts": config
-            .trusted_node_accounts
-            .iter()
-            .map(|(ns, sa)| format!("{ns}/{sa}"))
-            .collect::<Vec<_>>(),
-        "maxWorkloadCertTtlSeconds": config.max_workload_cert_ttl.as_secs(),
-        "servingCertTtlSeconds": config.serving_cert_ttl.as_secs(),
-        "servingRenewIntervalSeconds": config.serving_renew_interval.as_secs(),
-        "mesh": {
-            "clusterId": s.cluster_id,
-            "trustDomain": s.trust_domain,
-            "domainSuffix": s.domain_suffix,
-            "rootNamespace": s.root_namespace,
-            "systemNamespace": s.system_namespace,
-            "enrollment": enrollment,
-            "revision": s.revision,
-        },
-    })
 }
 
 /// Why the admin listener could not be bound.

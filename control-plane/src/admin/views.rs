@@ -15,8 +15,8 @@ use ambient_proto::workload::{
 use prost::Message;
 
 use crate::dump;
-use crate::serve::format_time;
 use crate::source::SourceDiagnostic;
+use ambient_ca::rfc3339;
 use ambient_index::Index;
 use ambient_index::model::{Kind, Labels};
 use ambient_index::waypoints::{CONDITION_TYPE, Request};
@@ -479,7 +479,7 @@ fn validity(t: SystemTime, names: Vec<String>) -> CertValidity {
         Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     };
     CertValidity {
-        not_after: format_time(t),
+        not_after: rfc3339::format(t),
         not_after_unix: unix,
         names,
     }
@@ -491,7 +491,7 @@ fn format_unix(secs: i64) -> String {
     } else {
         SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
     };
-    format_time(t)
+    rfc3339::format(t)
 }
 
 /// The namespace part of `Kind/namespace/name` (`None` for `Kind/name` and empty objects).

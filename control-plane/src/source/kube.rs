@@ -36,10 +36,13 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::kube::status::StatusObservations;
-use crate::metrics::Metrics;
 use crate::source::{Event, SourceDiagnostic};
 use ambient_index::model::{Kind, ModelError, Object, ObjectRef, annotations};
+use prometheus_client::metrics::counter::Counter;
+
+mod observed;
+
+pub use self::observed::{ObservedStatus, StatusObservations, condition_type};
 
 /// Where a kind is served: API group, version and resource (plural).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,12 +249,14 @@ enum Update {
 }
 
 /// Starts one watcher per configured kind on the current runtime. Batches of events go to `tx`; the first
-/// is a single [`Event::Reset`] once every kind has been listed.
+/// is a single [`Event::Reset`] once every kind has been listed. `errors` counts the objects and watch
+/// events that could not be read (`ambientd_source_errors_total{source="kube"}` in the server; any
+/// counter, e.g. `Counter::default()`, elsewhere).
 pub fn start(
     client: ::kube::Client,
     config: &KubeSourceConfig,
     tx: mpsc::Sender<Vec<Event>>,
-    metrics: Option<Arc<Metrics>>,
+    errors: Counter,
 ) -> KubeHandle {
     let shared = Arc::new(Shared::default());
     let observations = StatusObservations::default();
@@ -266,7 +271,7 @@ pub fn start(
             w,
             shared: Arc::clone(&shared),
             observations: observations.clone(),
-            metrics: metrics.clone(),
+            errors: errors.clone(),
             updates: updates_tx.clone(),
             known: HashMap::new(),
             missing: false,
@@ -383,7 +388,8 @@ struct KindWatcher {
     w: &'static Watched,
     shared: Arc<Shared>,
     observations: StatusObservations,
-    metrics: Option<Arc<Metrics>>,
+    /// Objects and watch events that could not be read.
+    errors: Counter,
     updates: mpsc::Sender<Update>,
     /// Every object passed on, with its `resourceVersion`.
     known: HashMap<ObjectRef, String>,
@@ -469,9 +475,7 @@ impl KindWatcher {
 
     fn problem(&self, object: &ObjectRef, message: String) {
         warn!(object = %object, "{message}; keeping it out of the index");
-        if let Some(m) = &self.metrics {
-            m.source_errors("kube", 1);
-        }
+        self.errors.inc();
         lock(&self.shared.diagnostics).insert(
             object.clone(),
             SourceDiagnostic {
@@ -618,7 +622,7 @@ impl KindWatcher {
     async fn failed(&mut self, e: watcher::Error, api: &Api<DynamicObject>) -> Next {
         match &e {
             // A list of a type the server does not serve: kube-rs tries again with backoff.
-            watcher::Error::InitialListFailed(inner) if crate::kube::is_not_found(inner) => {
+            watcher::Error::InitialListFailed(inner) if crate::api_errors::is_not_found(inner) => {
                 return self.gone().await;
             }
             // The resourceVersion expired: kube-rs lists again, which is the cure.
@@ -628,9 +632,7 @@ impl KindWatcher {
             }
             _ => {}
         }
-        if let Some(m) = &self.metrics {
-            m.source_errors("kube", 1);
-        }
+        self.errors.inc();
         warn!("{e}; retrying with backoff");
         // kube-rs resumes a failed watch from its version forever. If the type itself went away (a CRD
         // deleted: the server answers the watch with a plain 404 page), its objects are gone too: a new
@@ -638,7 +640,7 @@ impl KindWatcher {
         if let watcher::Error::WatchFailed(_) | watcher::Error::WatchStartFailed(_) = &e {
             let probe = ::kube::api::ListParams::default().limit(1);
             if let Err(inner) = api.list_metadata(&probe).await
-                && crate::kube::is_not_found(&inner)
+                && crate::api_errors::is_not_found(&inner)
             {
                 let next = self.gone().await;
                 return if next == Next::Stop {
@@ -752,7 +754,7 @@ pub fn to_value(w: &Watched, obj: DynamicObject) -> (Value, Option<Value>, Optio
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    let status = if crate::kube::status::condition_type(w.kind).is_some() {
+    let status = if condition_type(w.kind).is_some() {
         map.remove("status")
     } else {
         None

@@ -54,7 +54,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::kube::status::STATUS_KINDS;
+    use crate::cluster::status::STATUS_KINDS;
     use crate::source::kube::watched;
     use ambient_index::model::Kind;
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::is_conflict;
+use crate::api_errors::is_conflict;
 
 /// Which Lease, who we are, and the timings (client-go's defaults: 15 s, 10 s, 2 s).
 #[derive(Debug, Clone, PartialEq, Eq)]

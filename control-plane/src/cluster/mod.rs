@@ -1,11 +1,10 @@
-//! ambientd's side of the Kubernetes API server, apart from reading objects (that is the Kubernetes source,
-//! [`crate::source::kube`]): building the client (in-cluster, `KUBECONFIG` or `--kubeconfig`), electing
-//! one replica through a `coordination.k8s.io` Lease ([`leader`]), writing the status conditions the index
-//! computes back to the objects ([`status`]), and the list of every API call the code makes
-//! ([`API_CALLS`], for the RBAC rules).
-//!
-//! Other parts of ambientd that talk to the API server (the CA's TokenReview authenticator, its Secrets and
-//! the root-certificate ConfigMap) keep their own modules here; add their `pub mod` lines below.
+//! ambientd's calls to the Kubernetes API server, apart from reading objects (that is the Kubernetes
+//! source, [`crate::source::kube`], which this module builds on): the client (in-cluster, `KUBECONFIG`
+//! or `--kubeconfig`), one replica elected through a `coordination.k8s.io` Lease ([`leader`]), the
+//! status conditions the index computes written back ([`status`]), the CA's keys in Secrets
+//! ([`ca_secret`]), callers' tokens checked with TokenReviews ([`tokenreview`]), the root certificate
+//! published in a ConfigMap per namespace ([`root_cert`], wired by [`ca`]), and the list of every API
+//! call the code makes ([`API_CALLS`], for the RBAC rules).
 
 pub mod api_calls;
 pub mod ca;
@@ -90,16 +89,4 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<(::kube::Client, String
         source,
     })?;
     Ok((client, url))
-}
-
-/// Whether an API error is `404 Not Found`: a missing object, or a resource type the server does not serve
-/// (which it answers with a plain-text `404 page not found`, so the code is what tells).
-pub(crate) fn is_not_found(e: &::kube::Error) -> bool {
-    matches!(e, ::kube::Error::Api(status) if status.code == 404 || status.is_not_found())
-}
-
-/// Whether an API error is `409 Conflict` (a stale `resourceVersion`, or an object that already exists).
-pub(crate) fn is_conflict(e: &::kube::Error) -> bool {
-    matches!(e, ::kube::Error::Api(status)
-        if status.code == 409 || status.is_conflict() || status.is_already_exists())
 }

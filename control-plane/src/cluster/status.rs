@@ -16,7 +16,7 @@
 //! whole, keeping the other conditions as they were observed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -25,13 +25,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::source::kube::watched;
-use ambient_index::authorization::ZTUNNEL_ACCEPTED;
 use ambient_index::model::{Kind, ObjectRef};
 use ambient_index::waypoints::CONDITION_TYPE as WAYPOINT_BOUND;
 use ambient_index::{Condition, Index};
 
 use crate::shared_index::SharedIndex;
+use crate::source::kube::watched;
+use crate::source::kube::{ObservedStatus, StatusObservations};
 
 /// The field manager of every status write.
 pub const FIELD_MANAGER: &str = "ambientd";
@@ -48,101 +48,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Changes arriving this close together make one pass (and an object's events in flight reach the index
 /// before its observed status is compared with it).
 const SETTLE: Duration = Duration::from_millis(50);
-
-/// The condition type ambientd owns on `kind`, if it writes that kind's status.
-pub fn condition_type(kind: Kind) -> Option<&'static str> {
-    match kind {
-        Kind::Service => Some(WAYPOINT_BOUND),
-        Kind::AuthorizationPolicy => Some(ZTUNNEL_ACCEPTED),
-        _ => None,
-    }
-}
-
-/// What the cluster holds of one object's status, as last seen by the source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedStatus {
-    /// `metadata.generation`, written as the condition's `observedGeneration`.
-    pub generation: Option<i64>,
-    /// The condition of our type, as found.
-    pub condition: Option<Value>,
-    /// The other conditions (kept when an AuthorizationPolicy's list is written).
-    pub others: Vec<Value>,
-    /// Increases with every observation, so a writer can tell whether it saw its own write's echo yet.
-    pub seq: u64,
-}
-
-/// The statuses the source observed, by object; shared between the source and the writer.
-#[derive(Debug, Clone, Default)]
-pub struct StatusObservations(Arc<Mutex<Observations>>);
-
-#[derive(Debug, Default)]
-struct Observations {
-    seq: u64,
-    objects: HashMap<ObjectRef, ObservedStatus>,
-}
-
-impl StatusObservations {
-    /// Records an object's `status` (the raw JSON, if any) and generation. Kinds whose status is not
-    /// written are ignored.
-    pub fn observe(&self, object: ObjectRef, status: Option<&Value>, generation: Option<i64>) {
-        let Some(ours) = condition_type(object.kind) else {
-            return;
-        };
-        let mut condition = None;
-        let mut others = Vec::new();
-        let conditions = status
-            .and_then(|s| s.get("conditions"))
-            .and_then(Value::as_array);
-        for c in conditions.into_iter().flatten() {
-            if c.get("type").and_then(Value::as_str) == Some(ours) {
-                condition = Some(c.clone());
-            } else {
-                others.push(c.clone());
-            }
-        }
-        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.seq += 1;
-        let seq = inner.seq;
-        inner.objects.insert(
-            object,
-            ObservedStatus {
-                generation,
-                condition,
-                others,
-                seq,
-            },
-        );
-    }
-
-    /// Forgets a deleted object.
-    pub fn forget(&self, object: &ObjectRef) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .objects
-            .remove(object);
-    }
-
-    /// A copy of every observation.
-    pub fn snapshot(&self) -> Vec<(ObjectRef, ObservedStatus)> {
-        let inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .objects
-            .iter()
-            .map(|(r, s)| (r.clone(), s.clone()))
-            .collect()
-    }
-
-    /// The observation of one object.
-    pub fn get(&self, object: &ObjectRef) -> Option<ObservedStatus> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .objects
-            .get(object)
-            .cloned()
-    }
-}
 
 /// The condition an object should carry (or `None`: ours should be absent), with the generation it is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,7 +201,13 @@ pub async fn run(
         }
         applied.borrow_and_update();
         let writes = {
-            let observed = observations.snapshot();
+            let Some(observed) = observations.snapshot() else {
+                warn!(
+                    "the observed statuses were interrupted by an internal error and may be wrong: \
+                     status is no longer written; restart ambientd to write it again"
+                );
+                return;
+            };
             // Forget what was written to objects that are gone.
             let present: std::collections::HashSet<&ObjectRef> =
                 observed.iter().map(|(r, _)| r).collect();
@@ -309,7 +220,7 @@ pub async fn run(
                 &index,
                 &observed,
                 &written,
-                &crate::serve::format_time(std::time::SystemTime::now()),
+                &ambient_ca::rfc3339::format(std::time::SystemTime::now()),
             )
         };
         let failed = write_all(&client, writes, &mut written, &leader).await;
@@ -361,7 +272,7 @@ async fn write_all(
             Ok(()) => {
                 written.insert(write.object, (write.wanted, write.seq));
             }
-            Err(e) if super::is_not_found(&e) => {
+            Err(e) if crate::api_errors::is_not_found(&e) => {
                 debug!(object = %write.object, "object gone before its status was written");
             }
             Err(e) => {

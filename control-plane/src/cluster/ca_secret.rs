@@ -23,7 +23,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use tracing::info;
 
-use super::{is_conflict, is_not_found};
+use crate::api_errors::{is_conflict, is_not_found};
 
 /// The plug-in CA Secret (istio's name).
 pub const CACERTS_SECRET: &str = "cacerts";

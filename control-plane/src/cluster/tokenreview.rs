@@ -21,7 +21,7 @@
 //! cached. What goes wrong is said in [`AuthError::Refused`] (logged by the caller, never sent back).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ::kube::api::{Api, PostParams};
@@ -140,8 +140,19 @@ impl TokenReviewAuthenticator {
         &self.config
     }
 
+    /// The cache of reviews. Should a panic ever interrupt an update, it is emptied rather than
+    /// trusted: a forgotten review only costs another TokenReview.
+    fn cache(&self) -> MutexGuard<'_, HashMap<[u8; 32], (Instant, Reviewed)>> {
+        self.cache.lock().unwrap_or_else(|interrupted| {
+            let mut cache = interrupted.into_inner();
+            cache.clear();
+            self.cache.clear_poison();
+            cache
+        })
+    }
+
     fn cached(&self, digest: &[u8; 32]) -> Option<Reviewed> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let cache = self.cache();
         cache
             .get(digest)
             .filter(|(until, _)| Instant::now() < *until)
@@ -153,7 +164,7 @@ impl TokenReviewAuthenticator {
             return;
         }
         let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.cache();
         if cache.len() >= CACHE_PRUNE_AT {
             cache.retain(|_, (until, _)| now < *until);
         }

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt as _;
 use tracing::{Instrument as _, debug, info, info_span, warn};
 
-use super::is_not_found;
+use crate::api_errors::is_not_found;
 
 /// The ConfigMap's name (istiod's).
 pub const ROOT_CERT_CONFIGMAP: &str = "istio-ca-root-cert";
