@@ -36,7 +36,7 @@ use crate::model::{
 
 pub use policies::PolicyStatus;
 pub use resource::Resource;
-pub use table::{Changes, NameChanges, Table, TableId};
+pub use table::{Changes, NameChanges, Snapshot, Table, TableId};
 use waypoints::{Binding, Request, Target, Waypoint};
 
 /// How pods are judged enrolled in ambient (HBONE).

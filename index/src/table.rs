@@ -4,7 +4,8 @@
 //!
 //! A table is what one xDS type serves: the xDS server reads resources and generations from it and
 //! follows the [`Changes`] each operation reports. Encoding happens once, when the index stores a
-//! resource; readers clone [`Resource`] handles (a shared name and a reference-counted body).
+//! resource; readers clone [`Resource`] handles (a shared name and a reference-counted body), or take the
+//! whole table as one handle ([`Table::snapshot`]) when they send all of it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Deref;
@@ -25,10 +26,14 @@ impl TableId {
     pub const ALL: [TableId; 2] = [TableId::Addresses, TableId::Authorizations];
 }
 
+/// The resources of a table at one moment, shared: see [`Table::snapshot`].
+pub type Snapshot = Arc<HashMap<Arc<str>, Resource>>;
+
 /// Resources by name, read like a map, plus the generation at which each got its current content.
 #[derive(Debug, Default)]
 pub struct Table {
-    resources: HashMap<Arc<str>, Resource>,
+    /// Copied on write while a snapshot of it is held, changed in place otherwise.
+    resources: Snapshot,
     /// Absent: unchanged since the index was built (generation 0).
     generations: HashMap<Arc<str>, u64>,
 }
@@ -64,13 +69,20 @@ impl FromIterator<Resource> for Table {
     /// A table holding `resources`, all at generation 0 (as after a build).
     fn from_iter<I: IntoIterator<Item = Resource>>(resources: I) -> Self {
         Table {
-            resources: resources.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            resources: Arc::new(resources.into_iter().map(|r| (r.name.clone(), r)).collect()),
             generations: HashMap::new(),
         }
     }
 }
 
 impl Table {
+    /// The whole table as it is now, as one handle: taking it costs one reference count, however many
+    /// resources there are, and a later change of the table copies the map instead of changing the
+    /// snapshot. For readers that send everything (a first response) without holding the index's lock.
+    pub fn snapshot(&self) -> Snapshot {
+        Arc::clone(&self.resources)
+    }
+
     /// The generation at which `name` got its current content (0: since the index was built); `None`
     /// when there is no such resource.
     pub fn generation_of(&self, name: &str) -> Option<u64> {
@@ -89,7 +101,10 @@ impl Table {
         value: Option<&M>,
     ) {
         let Some(value) = value else {
-            if let Some((name, _)) = self.resources.remove_entry(name)
+            if !self.resources.contains_key(name) {
+                return;
+            }
+            if let Some((name, _)) = Arc::make_mut(&mut self.resources).remove_entry(name)
                 && record
             {
                 changes.mark_removed(&name);
@@ -105,7 +120,7 @@ impl Table {
         if self.resources.get(&name).is_some_and(|old| *old == res) {
             return;
         }
-        self.resources.insert(name.clone(), res);
+        Arc::make_mut(&mut self.resources).insert(name.clone(), res);
         if record {
             changes.mark_changed(&name, new);
         }
@@ -124,7 +139,7 @@ impl Table {
     /// What turns this table into `fresh`: names added or changed, and names gone.
     pub(crate) fn difference(&self, fresh: &Table) -> NameChanges {
         let mut out = NameChanges::default();
-        for (name, res) in &fresh.resources {
+        for (name, res) in fresh.resources.iter() {
             match self.resources.get(name) {
                 Some(old) if old == res => {}
                 Some(_) => {
@@ -228,5 +243,47 @@ impl Changes {
         for table in TableId::ALL {
             self.of_mut(table).merge(later.of(table));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ambient_proto::workload::{Address, Workload, address};
+
+    fn workload(uid: &str, name: &str) -> Address {
+        Address {
+            r#type: Some(address::Type::Workload(Workload {
+                uid: uid.to_string(),
+                name: name.to_string(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_the_table_held_and_later_changes_do_not_touch_it() {
+        let mut table = Table::default();
+        let mut changes = NameChanges::default();
+        table.store(&mut changes, true, "a", Some(&workload("a", "one")));
+        let before = table.snapshot();
+        table.store(&mut changes, true, "a", Some(&workload("a", "two")));
+        table.store(&mut changes, true, "b", Some(&workload("b", "b")));
+        table.store::<Address>(&mut changes, true, "a", None);
+        assert_eq!(
+            before.keys().map(|k| &**k).collect::<Vec<_>>(),
+            ["a"],
+            "the snapshot is unchanged"
+        );
+        assert_eq!(
+            before["a"].body,
+            Resource::encode(Arc::from("a"), &workload("a", "one")).body
+        );
+        assert_eq!(table.keys().map(|k| &**k).collect::<Vec<_>>(), ["b"]);
+        // Without a snapshot held, the table is changed in place (no copy).
+        drop(before);
+        let map = Arc::as_ptr(&table.resources);
+        table.store(&mut changes, true, "c", Some(&workload("c", "c")));
+        assert_eq!(Arc::as_ptr(&table.resources), map);
     }
 }

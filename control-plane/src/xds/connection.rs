@@ -257,18 +257,18 @@ impl Connection {
             let Some(push) = push else {
                 continue;
             };
-            let framed =
-                encode_response(push.type_url, &push.resources, &push.removed, &push.nonce);
+            let framed = encode_response(
+                push.type_url,
+                || push.resources.iter(),
+                &push.removed,
+                &push.nonce,
+            );
             debug!(conn = self.id, type_url = push.type_url, nonce = %push.nonce,
-                resources = push.resources.len(), removed = push.removed.len(),
+                resources = push.count, removed = push.removed.len(),
                 bytes = framed.len(), "xDS push");
             let sent = self.tx.send(Ok(framed)).await.is_ok();
             if let Some(m) = &self.shared.config.metrics {
-                m.pushed(
-                    push.type_url,
-                    push.resources.len(),
-                    push.since.map(|t| t.elapsed()),
-                );
+                m.pushed(push.type_url, push.count, push.since.map(|t| t.elapsed()));
             }
             if !sent {
                 return Err(End::Client);
@@ -379,7 +379,7 @@ impl Connection {
                 debug!(conn = self.id, %type_url, answer, "request for a type not served");
                 if answer {
                     let nonce = lock(&state).next_nonce();
-                    let response = encode_response(&type_url, &[], &[], &nonce);
+                    let response = encode_response(&type_url, std::iter::empty, &[], &nonce);
                     if self.tx.send(Ok(response)).await.is_err() {
                         return Err(End::Client);
                     }

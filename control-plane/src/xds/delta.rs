@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use ambient_index::{NameChanges, Resource, Table};
+use ambient_index::{NameChanges, Resource, Snapshot, Table};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::node::Peer;
@@ -104,10 +104,40 @@ struct Pending {
 pub(super) struct Push {
     pub(super) type_url: &'static str,
     pub(super) nonce: String,
-    pub(super) resources: Vec<(Arc<str>, Resource)>,
+    pub(super) resources: Outgoing,
+    /// How many resources it carries.
+    pub(super) count: usize,
     pub(super) removed: Vec<Arc<str>>,
     /// When the oldest change it carries was made (`None` for a first response).
     pub(super) since: Option<Instant>,
+}
+
+/// The resources of a push.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    /// These, each under the name given (an on-demand key may differ from the resource's name).
+    Listed(Vec<(Arc<str>, Resource)>),
+    /// Every resource of a table (one handle on it), but those the client holds at their current
+    /// version: a first response.
+    Whole {
+        table: Snapshot,
+        held: HashMap<Arc<str>, Option<u64>>,
+    },
+}
+
+impl Outgoing {
+    /// Each resource with the name it is sent under.
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = (&str, &Resource)> + '_> {
+        match self {
+            Outgoing::Listed(list) => Box::new(list.iter().map(|(n, r)| (&**n, r))),
+            Outgoing::Whole { table, held } => Box::new(
+                table
+                    .values()
+                    .filter(|r| held.get(&r.name) != Some(&Some(r.version)))
+                    .map(|r| (&*r.name, r)),
+            ),
+        }
+    }
 }
 
 /// What a request was.
@@ -221,8 +251,9 @@ impl Subscription {
         );
     }
 
-    /// What to send now (`None`: nothing, and nothing is outstanding). Reads `table` (`None`: empty) and
-    /// clones handles of its resources; records the push as outstanding.
+    /// What to send now (`None`: nothing, and nothing is outstanding). Reads `table` (`None`: empty),
+    /// taking handles only — one for the whole table in a first response, one per resource otherwise —
+    /// and records the push as outstanding.
     fn plan(
         &mut self,
         table: Option<&Table>,
@@ -232,10 +263,8 @@ impl Subscription {
     ) -> Option<Push> {
         let empty = Table::default();
         let current = table.unwrap_or(&empty);
-        let mut resources: Vec<(Arc<str>, Resource)> = Vec::new();
-        let mut removed: Vec<Arc<str>> = Vec::new();
         let first = self.initial.is_some();
-        if let Some(on_demand) = self.on_demand.as_mut() {
+        let (resources, count, removed) = if let Some(on_demand) = self.on_demand.as_mut() {
             let answer = match self.initial.take() {
                 Some(held) => {
                     self.compared_at = generation;
@@ -248,25 +277,31 @@ impl Subscription {
                 }
             };
             self.dirty.clear();
-            resources = answer.resources;
-            removed = answer.removed;
+            let count = answer.resources.len();
+            (Outgoing::Listed(answer.resources), count, answer.removed)
         } else if let Some(held) = self.initial.take() {
-            // The whole table against what the client holds (in the map's order: ztunnel applies a
-            // response as a set, so sorting thousands of names per stream buys nothing).
-            for (name, resource) in current {
-                if held.get(name) != Some(&Some(resource.version)) {
-                    resources.push((resource.name.clone(), resource.clone()));
+            // The whole table against what the client holds: the names it holds at their current
+            // version are skipped, those that are gone removed. The encoder walks the snapshot in the
+            // map's order (ztunnel applies a response as a set, so sorting buys nothing).
+            let mut unchanged = 0;
+            let mut removed = Vec::new();
+            for (name, version) in &held {
+                match current.get(name) {
+                    Some(r) if *version == Some(r.version) => unchanged += 1,
+                    Some(_) => {}
+                    None => removed.push(name.clone()),
                 }
             }
-            removed = held
-                .into_keys()
-                .filter(|n| !current.contains_key(n))
-                .collect();
             removed.sort_unstable();
             self.compared_at = generation;
             self.dirty_generation = generation;
             self.dirty.clear();
+            let count = current.len() - unchanged;
+            let table = current.snapshot();
+            (Outgoing::Whole { table, held }, count, removed)
         } else {
+            let mut resources = Vec::new();
+            let mut removed = Vec::new();
             for (name, new) in std::mem::take(&mut self.dirty) {
                 match current.get(&name) {
                     Some(resource) => resources.push((resource.name.clone(), resource.clone())),
@@ -274,11 +309,13 @@ impl Subscription {
                     None => {}
                 }
             }
-        }
+            let count = resources.len();
+            (Outgoing::Listed(resources), count, removed)
+        };
         let since = if first { None } else { self.dirty_since.take() };
         let covers = self.dirty_generation;
         let report = &mut self.report;
-        if resources.is_empty() && removed.is_empty() && !first {
+        if count == 0 && removed.is_empty() && !first {
             report.sent_generation = Some(covers);
             if report.acked_generation.is_some() {
                 report.acked_generation = Some(covers);
@@ -293,10 +330,10 @@ impl Subscription {
         });
         report.last_sent_nonce = Some(nonce.clone());
         report.last_sent_at = Some(now);
-        report.resources_sent += resources.len() as u64;
+        report.resources_sent += count as u64;
         report.sent_generation = Some(covers);
         if !report.nacked.is_empty() {
-            for (name, _) in &resources {
+            for (name, _) in resources.iter() {
                 report.nacked.remove(name);
             }
         }
@@ -304,6 +341,7 @@ impl Subscription {
             type_url: self.kind.type_url,
             nonce,
             resources,
+            count,
             removed,
             since,
         })
@@ -585,6 +623,7 @@ mod tests {
         let i = stream.next_push()?;
         let p = stream.plan(i, tables, SystemTime::UNIX_EPOCH)?;
         let mut sent: Vec<String> = p.resources.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(sent.len(), p.count);
         sent.sort();
         let removed = p.removed.iter().map(|n| n.to_string()).collect();
         Some((p.type_url.to_string(), sent, removed))

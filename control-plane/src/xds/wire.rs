@@ -54,12 +54,15 @@ const ANY_VALUE: u32 = 2;
 
 /// A `DeltaDiscoveryResponse`, gRPC-framed: resources (bodies copied once, from the index's shared
 /// buffers), removed names, type URL and nonce.
-pub(super) fn encode_response(
+pub(super) fn encode_response<'a, I>(
     type_url: &str,
-    resources: &[(Arc<str>, Resource)],
+    resources: impl Fn() -> I,
     removed: &[Arc<str>],
     nonce: &str,
-) -> Bytes {
+) -> Bytes
+where
+    I: Iterator<Item = (&'a str, &'a Resource)>,
+{
     let any_len =
         |r: &Resource| field_len(ANY_TYPE_URL, type_url.len()) + field_len(ANY_VALUE, r.body.len());
     let resource_len = |name: &str, r: &Resource| {
@@ -68,7 +71,7 @@ pub(super) fn encode_response(
             + field_len(RESOURCE_RESOURCE, any_len(r))
     };
     let mut len = 0;
-    for (name, r) in resources {
+    for (name, r) in resources() {
         len += field_len(RESPONSE_RESOURCES, resource_len(name, r));
     }
     len += string_field_len(RESPONSE_TYPE_URL, type_url);
@@ -80,7 +83,7 @@ pub(super) fn encode_response(
     let mut buf = BytesMut::with_capacity(HEADER + len);
     buf.put_u8(0);
     buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
-    for (name, r) in resources {
+    for (name, r) in resources() {
         length_delimited(RESPONSE_RESOURCES, resource_len(name, r), &mut buf);
         length_delimited(RESOURCE_NAME, name.len(), &mut buf);
         buf.put_slice(name.as_bytes());
@@ -321,12 +324,10 @@ mod tests {
         let a = resource("Kubernetes//Pod/ns/a", b"\x0a\x01x");
         let b = resource("ns/svc.ns.svc.cluster.local", &long);
         let type_url = "type.googleapis.com/istio.workload.Address";
+        let sent = [(&*a.name, &a), ("/10.0.0.1", &b)];
         let framed = encode_response(
             type_url,
-            &[
-                (a.name.clone(), a.clone()),
-                (Arc::from("/10.0.0.1"), b.clone()),
-            ],
+            || sent.iter().copied(),
             &[Arc::from("gone")],
             "3-7",
         );
@@ -357,7 +358,7 @@ mod tests {
 
     #[test]
     fn an_empty_response_is_just_type_and_nonce() {
-        let framed = encode_response("t", &[], &[], "n");
+        let framed = encode_response("t", std::iter::empty, &[], "n");
         let decoded = DeltaDiscoveryResponse::decode(&framed[HEADER..]).unwrap();
         assert_eq!(
             decoded,
