@@ -1,8 +1,8 @@
-//! Workload certificates the way a shared-mode ztunnel gets them (contract §5): a CSR per identity
-//! of the HBONE workloads on its node, made exactly as ztunnel makes it (fresh ECDSA P-256 key,
-//! empty subject, one critical URI SAN), sent to `IstioCertificateService/CreateCertificate` with
-//! `metadata.ImpersonatedIdentity` and the ztunnel's own token, and the reply checked as ztunnel
-//! checks it (a chain of at least two elements, the leaf's first URI SAN equal to the identity).
+//! Workload certificates the way a shared-mode ztunnel gets them (docs/reference/ztunnel.md#certificates): a
+//! CSR per identity of the HBONE workloads on its node, made exactly as ztunnel makes it (fresh ECDSA P-256
+//! key, empty subject, one critical URI SAN), sent to `IstioCertificateService/CreateCertificate` with
+//! `metadata.ImpersonatedIdentity` and the ztunnel's own token, and the reply checked as ztunnel checks it (a
+//! chain of at least two elements, the leaf's first URI SAN equal to the identity).
 //!
 //! Failures are retried with ztunnel's backoff (0.5 s doubling to 150 s, ±20 %). The outcome per
 //! identity is kept in a [`CertRecord`].

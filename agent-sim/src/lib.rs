@@ -1,5 +1,5 @@
 //! Simulated ztunnels for ambientd: delta xDS and CSR clients that behave exactly as a real ztunnel
-//! does on the wire (the contract in `spec/ztunnel-contract.md`), cheap enough to run a thousand in
+//! does on the wire (docs/reference/ztunnel.md), cheap enough to run a thousand in
 //! one process, with an observation API for measuring how fast a change reaches all of them.
 //!
 //! - [`ztunnel`]: one simulated ztunnel ([`ztunnel::spawn`], [`ZtunnelConfig`], [`ZtunnelHandle`],

@@ -1,5 +1,6 @@
 //! What one simulated ztunnel holds between responses and across reconnects, and how it handles a
-//! `DeltaDiscoveryResponse` (contract §3.3–§3.4), without any I/O.
+//! `DeltaDiscoveryResponse` (docs/reference/ztunnel.md#delta-xds-ack-and-nack and the next section), without
+//! any I/O.
 //!
 //! Like ztunnel's `known_resources`, the state is name → version per type, the versions echoed back
 //! in `initial_resource_versions` on reconnect. Per response:

@@ -1,7 +1,7 @@
 //! How a simulated ztunnel reaches the control plane: the server URL, TLS as ztunnel's control-plane
 //! client does it (rustls with ring, TLS 1.3 only, ALPN `h2`, only the given root bundle, the URL's
 //! host as the name to verify, no SNI for an IP), plaintext for `http://` URLs (istiod's port 15010),
-//! and the `authorization` / `clusterid` headers (contract §2).
+//! and the `authorization` / `clusterid` headers (docs/reference/ztunnel.md#grpc-calls-and-headers).
 //!
 //! Every xDS (re)connect opens a fresh connection, like ztunnel: [`Target::connect`] does the TCP
 //! connect and TLS handshake itself (so failures have precise, actionable messages) and hands the

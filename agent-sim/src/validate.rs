@@ -1,6 +1,6 @@
-//! What ztunnel rejects: the decode and conversion checks a real ztunnel applies to every `Address`
-//! and `Authorization` resource it receives (contract §3.4 and §7 items 1–8), with ztunnel's own
-//! error texts, and a process-wide cache of verdicts by resource body.
+//! What ztunnel rejects: the decode and conversion checks a real ztunnel applies to every `Address` and
+//! `Authorization` resource it receives (docs/reference/ztunnel.md#resources-refused-with-a-nack), with
+//! ztunnel's own error texts, and a process-wide cache of verdicts by resource body.
 //!
 //! ztunnel decodes the body as the type the *response's* `type_url` names (the inner `Any.type_url`
 //! is not checked), then converts it into its internal types; a conversion error rejects that one
@@ -441,7 +441,8 @@ mod tests {
         assert!(validate(XdsKind::Address, &w(wl)).is_accept());
     }
 
-    /// One row per rule of contract §7 (1–8): the body and ztunnel's message.
+    /// One row per rule of docs/reference/ztunnel.md#resources-refused-with-a-nack: the body and ztunnel's
+    /// message.
     #[test]
     fn every_rule_of_section_7_rejects_with_ztunnels_message() {
         let mut cases: Vec<(&str, XdsKind, Vec<u8>, &str)> = Vec::new();

@@ -1,5 +1,6 @@
-//! One simulated ztunnel: the delta xDS client loop of ztunnel's `xds/client.rs` (contract §2–§3),
-//! its readiness, its shared-mode certificate prefetch (§5), and hooks for tests.
+//! One simulated ztunnel: the delta xDS client loop of ztunnel's `xds/client.rs` (docs/reference/ztunnel.md,
+//! the gRPC and delta xDS sections), its readiness, its shared-mode certificate prefetch
+//! (docs/reference/ztunnel.md#certificates), and hooks for tests.
 //!
 //! On every (re)connect the client opens a new connection and a `DeltaAggregatedResources` stream,
 //! sends one initial request per type at once (Address, then Authorization; the node only there;

@@ -1,5 +1,6 @@
-//! Golden conversions of AuthorizationPolicies and PeerAuthentications (istiod-reference §4, §6
-//! `TestConvertAuthorizationPolicyStatus` and `testdata/`).
+//! Golden conversions of AuthorizationPolicies and PeerAuthentications
+//! (docs/reference/istiod.md#authorizationpolicy-rule-conversion and the sections after it; upstream:
+//! `TestConvertAuthorizationPolicyStatus` and `testdata/`, docs/reference/istiod.md#upstream-tests).
 //!
 //! Every `tests/golden/authz/<case>.in.yaml` is read through the file source and built into an index with
 //! the default settings (root namespace `istio-system`). `<case>.out.json` holds what that index produces:

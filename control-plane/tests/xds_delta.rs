@@ -1,6 +1,7 @@
-//! Delta ADS (`ambient_control_plane::xds`) over a real tonic server on 127.0.0.1, with a tonic client
-//! that behaves like ztunnel: one initial request per type with the node (contract §3.2), then exactly one
-//! ACK or NACK per response (§3.3).
+//! Delta ADS (`ambient_control_plane::xds`) over a real tonic server on 127.0.0.1, with a tonic client that
+//! behaves like ztunnel: one initial request per type with the node
+//! (docs/reference/ztunnel.md#delta-xds-the-initial-request), then exactly one ACK or NACK per response
+//! (docs/reference/ztunnel.md#delta-xds-ack-and-nack).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -838,7 +839,8 @@ async fn initial_syncs_take_turns_when_the_limit_is_reached() {
     assert_eq!(names(&got[ADDRESS_TYPE_URL]), [uid("ns", "p1")]);
 }
 
-// ---- on-demand addresses (XDS_ON_DEMAND=true, contract §3.7) ----------------------------------
+// ---- on-demand addresses (XDS_ON_DEMAND=true, docs/reference/ztunnel.md#delta-xds-on-demand-addresses)
+// ----------------------------------
 
 impl Ztunnel {
     /// ztunnel's on-demand start: Address subscribed to `*` and unsubscribed at once, then Authorization.

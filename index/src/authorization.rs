@@ -1,5 +1,6 @@
-//! AuthorizationPolicy → `istio.security.Authorization` for ztunnel (istiod-reference §4.1–§4.3), with the
-//! `ZtunnelAccepted` condition istiod writes and an account of who enforces the policy.
+//! AuthorizationPolicy → `istio.security.Authorization` for ztunnel
+//! (docs/reference/istiod.md#authorizationpolicy-which-policies-reach-ztunnel and the two sections after it),
+//! with the `ZtunnelAccepted` condition istiod writes and an account of who enforces the policy.
 //!
 //! Everything here is a pure function of one policy and the root namespace.
 

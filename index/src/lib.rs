@@ -45,7 +45,8 @@ pub enum Enrollment {
     /// Only the `ambient.istio.io/redirection: enabled` annotation istio-cni writes (istiod's behaviour).
     #[default]
     Annotation,
-    /// The annotation, or istio-cni's label rules (§1.3) where no CNI runs (file mode).
+    /// The annotation, or istio-cni's label rules (docs/reference/istiod.md#ambient-enrollment-by-istio-cni)
+    /// where no CNI runs (file mode).
     Labels,
 }
 

@@ -1,5 +1,6 @@
-//! PeerAuthentication → DENY `istio.security.Authorization`s for ztunnel (istiod-reference §4.5): the static
-//! strict policy, the per-workload port-level conversions, and the keys a workload lists.
+//! PeerAuthentication → DENY `istio.security.Authorization`s for ztunnel
+//! (docs/reference/istiod.md#peerauthentication-converted-policies): the static strict policy, the
+//! per-workload port-level conversions, and the keys a workload lists.
 //!
 //! One deliberate difference from istiod, documented in `docs/design.md`: istiod's port check misplaces a
 //! parenthesis, so a PERMISSIVE or DISABLE workload policy with a STRICT port, under a STRICT mesh policy and

@@ -1,5 +1,6 @@
 //! The index's policy half: AuthorizationPolicies and PeerAuthentications in, `istio.security.Authorization`
-//! resources and each workload's `authorization_policies` out (istiod-reference §4.4–§4.6).
+//! resources and each workload's `authorization_policies` out
+//! (docs/reference/istiod.md#the-workloads-policy-list).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,5 +1,5 @@
-//! Kubernetes Service → `istio.workload.Service` (istiod-reference §2.1), and the app-protocol rules
-//! shared with the workload `services` map.
+//! Kubernetes Service → `istio.workload.Service` (docs/reference/istiod.md#services), and the app-protocol
+//! rules shared with the workload `services` map.
 
 use std::net::IpAddr;
 

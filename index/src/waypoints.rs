@@ -1,5 +1,6 @@
-//! Waypoints (istiod-reference §3): which Gateways are waypoints, their address, traffic type and
-//! allowed routes, and the binding rules that decide whether a pod or Service uses one.
+//! Waypoints (docs/reference/istiod.md#waypoints-which-gateways-count and the waypoint sections after it):
+//! which Gateways are waypoints, their address, traffic type and allowed routes, and the binding rules that
+//! decide whether a pod or Service uses one.
 //!
 //! Everything here is a pure function of the objects passed in.
 
@@ -128,7 +129,8 @@ impl Waypoint {
 
 /// Builds the waypoint for a Gateway, or `None` when the Gateway is not one (no status addresses).
 ///
-/// Any Gateway with status addresses is a waypoint; the class is not checked (istiod-reference §3.1).
+/// Any Gateway with status addresses is a waypoint; the class is not checked
+/// (docs/reference/istiod.md#waypoints-which-gateways-count).
 pub fn waypoint_for_gateway(
     gw: &Gateway,
     class: Option<&GatewayClass>,
@@ -289,9 +291,10 @@ fn refused(reason: &str, message: String) -> Binding {
     }
 }
 
-/// Binds an object (its labels, namespace and its Namespace's labels) to a waypoint, following the
-/// precedence of istiod-reference §3.2 and the traffic-type filter of §3.3. The instance check is the
-/// caller's (it decides between this and [`Waypoint::application_tunnel`]).
+/// Binds an object (its labels, namespace and its Namespace's labels) to a waypoint, following the precedence
+/// of docs/reference/istiod.md#waypoints-binding-precedence and the traffic-type filter of
+/// docs/reference/istiod.md#waypoints-traffic-type. The instance check is the caller's (it decides between
+/// this and [`Waypoint::application_tunnel`]).
 pub fn bind<'a>(
     target: Target,
     labels: &Labels,

@@ -1,5 +1,6 @@
-//! Pod → `istio.workload.Workload` (istiod-reference §1.1–§1.4) and EndpointSlice-only workloads (§1.7),
-//! plus the istio-cni enrollment rules (§1.3) used when no CNI annotates pods.
+//! Pod → `istio.workload.Workload` (docs/reference/istiod.md#workloads-from-pods) and EndpointSlice-only
+//! workloads (docs/reference/istiod.md#workloads-from-endpointslices), plus the istio-cni enrollment rules
+//! (docs/reference/istiod.md#ambient-enrollment-by-istio-cni) used when no CNI annotates pods.
 
 use std::collections::BTreeMap;
 
@@ -32,9 +33,9 @@ pub fn has_workload(pod: &Pod) -> bool {
     !pod.terminal && !pod.ips.is_empty() && !pod.bad_ip
 }
 
-/// istio-cni's enablement rule (§1.3): enrolled when not host-network, not sidecar-injected, not in an
-/// excluded namespace, and labelled `istio.io/dataplane-mode=ambient` itself or through its namespace
-/// (without opting out with `none`).
+/// istio-cni's enablement rule (docs/reference/istiod.md#ambient-enrollment-by-istio-cni): enrolled when not
+/// host-network, not sidecar-injected, not in an excluded namespace, and labelled
+/// `istio.io/dataplane-mode=ambient` itself or through its namespace (without opting out with `none`).
 pub fn cni_would_enroll(pod: &Pod, namespace: Option<&Namespace>) -> bool {
     if pod.host_network || pod.meta.annotations.contains_key(SIDECAR_STATUS) {
         return false;
@@ -53,7 +54,8 @@ pub fn cni_would_enroll(pod: &Pod, namespace: Option<&Namespace>) -> bool {
 /// istio-cni's default `excludeNamespaces`.
 pub const CNI_EXCLUDED_NAMESPACES: &[&str] = &["kube-system"];
 
-/// `(tunnel_protocol, native_tunnel)` per §1.2, with enrollment inferred from labels when asked.
+/// `(tunnel_protocol, native_tunnel)` per docs/reference/istiod.md#tunnel-protocol, with enrollment inferred
+/// from labels when asked.
 fn tunnel(settings: &Settings, pod: &Pod, namespace: Option<&Namespace>) -> (TunnelProtocol, bool) {
     if pod
         .meta
@@ -237,7 +239,8 @@ pub fn build_pod_workload(ctx: PodContext<'_>, pod: &Pod) -> Option<wl::Workload
     })
 }
 
-/// Whether a slice takes part in §1.7 at all (label, address type, existing usable Service).
+/// Whether a slice takes part in docs/reference/istiod.md#workloads-from-endpointslices at all (label,
+/// address type, existing usable Service).
 pub fn slice_service<'a>(
     slice: &EndpointSlice,
     lookup_service: impl Fn(&str) -> Option<&'a Service>,

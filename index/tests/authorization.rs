@@ -1,4 +1,5 @@
-//! AuthorizationPolicies and PeerAuthentications in the index (istiod-reference §4.4–§4.6, §5), following
+//! AuthorizationPolicies and PeerAuthentications in the index
+//! (docs/reference/istiod.md#the-workloads-policy-list, #peerauthentication-converted-policies), following
 //! istiod's `TestAmbientIndex_Policy`, `TestAmbientIndex_PeerAuthenticationNamespacePolicyChange`,
 //! `TestWorkloadAuthorizationPolicy`, `TestWorkloadPeerAuthentication`, `TestPeerAuthenticationUpdate`,
 //! `TestAuthorizationPolicyRevisionFiltering` and `TestPolicyAfterPod`.

@@ -1,4 +1,4 @@
-//! Kubernetes Service → `istio.workload.Service` (istiod-reference §2.1), following istiod's
+//! Kubernetes Service → `istio.workload.Service` (docs/reference/istiod.md#services), following istiod's
 //! `TestServiceServices`.
 //!
 //! Every case lists its objects, the complete set of Service resources and the complete set of

@@ -1,6 +1,7 @@
-//! Waypoint assignment (istiod-reference §3), following istiod's `waypoints_test.go` and the waypoint
-//! scenarios of `ambientindex_test.go` (`WaypointForWorkloadTraffic`, `ServiceAttachedWaypoints`,
-//! `WaypointConfiguredOnlyWhenReady`, `UpdateWaypointForWorkload`).
+//! Waypoint assignment (docs/reference/istiod.md#waypoints-which-gateways-count and after), following
+//! istiod's `waypoints_test.go` and the waypoint scenarios of `ambientindex_test.go`
+//! (`WaypointForWorkloadTraffic`, `ServiceAttachedWaypoints`, `WaypointConfiguredOnlyWhenReady`,
+//! `UpdateWaypointForWorkload`).
 //!
 //! Table cases list their objects, every Address resource and every condition the index must hold;
 //! each runs through `Index::build` and through one-by-one `Index::apply`, which must agree.

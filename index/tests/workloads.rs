@@ -1,5 +1,6 @@
-//! Pod and EndpointSlice → `istio.workload.Workload` (istiod-reference §1.1–§1.4, §1.7), following
-//! istiod's `TestPodWorkloads`, `TestEndpointSliceWorkloads` and `TestPodLifecycleWorkloadGates`.
+//! Pod and EndpointSlice → `istio.workload.Workload` (docs/reference/istiod.md#workloads-from-pods,
+//! #workloads-from-endpointslices), following istiod's `TestPodWorkloads`, `TestEndpointSliceWorkloads` and
+//! `TestPodLifecycleWorkloadGates`.
 //!
 //! Every case lists its objects and the complete set of Workload resources the index must hold; each
 //! case runs through `Index::build` and through one-by-one `Index::apply`, which must agree.

@@ -1,5 +1,5 @@
-//! Pins the wire format: field numbers, enum values and a few exact encodings
-//! from the ztunnel contract, plus the fit into Envoy's xDS envelope.
+//! Pins the wire format: field numbers, enum values and a few exact encodings that ztunnel reads
+//! (docs/reference/ztunnel.md#messages-consumed), plus the fit into Envoy's xDS envelope.
 
 mod common;
 
@@ -7,7 +7,7 @@ use ambient_proto::{descriptor_pool, security, workload};
 use common::*;
 use prost::Message;
 
-/// (message, [(field, number)]) exactly as the contract lists them.
+/// (message, [(field, number)]) exactly as ztunnel's own `.proto` files number them.
 const MESSAGES: &[(&str, &[(&str, u32)])] = &[
     ("istio.workload.Address", &[("workload", 1), ("service", 2)]),
     (
@@ -224,7 +224,7 @@ const ENUMS: &[(&str, &[(&str, i32)])] = &[
 ];
 
 #[test]
-fn field_numbers_match_the_contract() {
+fn field_numbers_match_ztunnels_protos() {
     let pool = descriptor_pool();
     for (message, fields) in MESSAGES {
         let descriptor = pool

@@ -43,7 +43,7 @@ async fn ztunnel_gets_bookinfo_over_tls_and_pushes_follow_the_folder() {
     tx.send(initial(AUTHORIZATION_TYPE_URL))
         .await
         .expect("send");
-    // The ztunnel's own token, as ztunnel sends it on xDS (contract §2).
+    // The ztunnel's own token, as ztunnel sends it on xDS (docs/reference/ztunnel.md#grpc-calls-and-headers).
     let mut responses = client
         .delta_aggregated_resources(with_token(ReceiverStream::new(rx), ZTUNNEL_TOKEN))
         .await

@@ -1,5 +1,6 @@
-//! The Kubernetes source: one kube-rs watcher per kind the index reads (istiod-reference §5), turned into
-//! the same [`Event`]s as the file source.
+//! The Kubernetes source: one kube-rs watcher per kind the index reads
+//! (docs/reference/istiod.md#kinds-watched-and-propagation), turned into the same [`Event`]s as the file
+//! source.
 //!
 //! This module owns, per kind, the `resourceVersion` of every object passed on (names and versions
 //! only, never the objects), and the first-sync bookkeeping:

@@ -1,9 +1,10 @@
-//! On-demand addresses (ztunnel with `XDS_ON_DEMAND=true`, contract §3.7): the client subscribes to no
-//! address at first (`["*"]` subscribed and unsubscribed), then asks for single keys as it meets them: a
-//! workload uid, a Service's `namespace/hostname`, or `network/ip`. It waits for a response that carries
-//! exactly that key, as a resource name or among `removed_resources`, with no timeout; so every key asked
-//! for is answered, under the key itself (istiod answers under the primary name with the key as an alias,
-//! which ztunnel does not match), and a key that names nothing is answered as removed.
+//! On-demand addresses (ztunnel with `XDS_ON_DEMAND=true`,
+//! docs/reference/ztunnel.md#delta-xds-on-demand-addresses): the client subscribes to no address at first
+//! (`["*"]` subscribed and unsubscribed), then asks for single keys as it meets them: a workload uid, a
+//! Service's `namespace/hostname`, or `network/ip`. It waits for a response that carries exactly that key, as
+//! a resource name or among `removed_resources`, with no timeout; so every key asked for is answered, under
+//! the key itself (istiod answers under the primary name with the key as an alias, which ztunnel does not
+//! match), and a key that names nothing is answered as removed.
 //!
 //! A key's resource is found again when the index changes: a uid or `namespace/hostname` names its
 //! resource directly; a `network/ip` key is resolved by looking through the addresses for that IP (a

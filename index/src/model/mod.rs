@@ -22,7 +22,7 @@ pub use self::gateway::{
 pub use self::istio::{AuthorizationPolicy, PeerAuthentication};
 pub use self::labels::{LabelSelector, Labels};
 
-/// Label and annotation names the index reads (istiod-reference §0).
+/// Label and annotation names the index reads (docs/reference/istiod.md#labels-and-annotations).
 pub mod well_known {
     pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
     pub const REDIRECTION: &str = "ambient.istio.io/redirection";

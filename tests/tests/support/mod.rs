@@ -409,7 +409,8 @@ where
 
 // ---- delta xDS, as ztunnel speaks it -----------------------------------------------------------
 
-/// The first request of a type, as ztunnel sends it (§3.2): wildcard, node on every initial request.
+/// The first request of a type, as ztunnel sends it
+/// (docs/reference/ztunnel.md#delta-xds-the-initial-request): wildcard, node on every initial request.
 pub fn initial(type_url: &str) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         node: Some(Node {
