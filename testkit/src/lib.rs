@@ -20,8 +20,10 @@
 //! - `waypoint`, `workload`: each namespace's waypoint; application Services and pods.
 //! - [`policies`](mod@policies): AuthorizationPolicies for a generated cluster.
 //! - [`yaml`]: multi-document YAML files, one per namespace by default.
+//! - [`deps`]: a crate's dependency names from `cargo tree`, for the tests that keep the crate graph.
 
 pub mod cluster;
+pub mod deps;
 pub mod policies;
 pub mod rng;
 pub mod spec;
