@@ -558,6 +558,20 @@ mod tests {
         }
     }
 
+    /// The two wildcard tables of a ztunnel, at a generation.
+    fn ztunnel_tables(
+        generation: u64,
+        addresses: &[Resource],
+        authorizations: &[Resource],
+    ) -> Fake {
+        Fake {
+            generation,
+            ..Fake::default()
+        }
+        .with(TableId::Addresses, None, addresses)
+        .with(TableId::Authorizations, None, authorizations)
+    }
+
     impl Tables for Fake {
         fn lookup(&self, table: TableId, scope: Option<&str>) -> Option<&Table> {
             self.tables.get(&(table, scope.map(str::to_string)))
@@ -666,9 +680,7 @@ mod tests {
             resource("c", b"3"),
         );
         let b_old = resource("b", b"old");
-        let tables = Fake::default()
-            .with(TableId::Addresses, None, &[a.clone(), b.clone()])
-            .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(0, &[a.clone(), b.clone()], &[]);
         let mut zt = ztunnel();
         zt.on_request(
             subscribe(ADDRESS.type_url, &[("a", &a), ("b", &b_old), ("c", &c)]),
@@ -700,9 +712,7 @@ mod tests {
 
     #[test]
     fn changes_wait_for_the_answer_and_go_out_together() {
-        let tables = Fake::default()
-            .with(TableId::Addresses, None, &[resource("a", b"1")])
-            .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(0, &[resource("a", b"1")], &[]);
         let mut zt = ztunnel();
         zt.on_request(subscribe(ADDRESS.type_url, &[]), SystemTime::UNIX_EPOCH);
         zt.on_request(
@@ -712,16 +722,7 @@ mod tests {
         push(&mut zt, &tables);
         push(&mut zt, &tables);
         let first = last_nonce(&zt, ADDRESS.type_url);
-        let tables = Fake {
-            generation: 2,
-            ..Fake::default()
-        }
-        .with(
-            TableId::Addresses,
-            None,
-            &[resource("a", b"2"), resource("b", b"1")],
-        )
-        .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(2, &[resource("a", b"2"), resource("b", b"1")], &[]);
         change(&mut zt, 1, TableId::Addresses, &names(&["a"]));
         change(&mut zt, 2, TableId::Addresses, &names(&["b"]));
         assert_eq!(
@@ -758,12 +759,7 @@ mod tests {
 
     #[test]
     fn reports_from_before_the_first_comparison_are_skipped() {
-        let tables = Fake {
-            generation: 5,
-            ..Fake::default()
-        }
-        .with(TableId::Addresses, None, &[resource("a", b"1")])
-        .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(5, &[resource("a", b"1")], &[]);
         let mut zt = synced(&tables);
         change(&mut zt, 4, TableId::Addresses, &names(&["a"]));
         change(&mut zt, 5, TableId::Addresses, &names(&["a"]));
@@ -774,9 +770,7 @@ mod tests {
 
     #[test]
     fn a_name_added_and_removed_between_responses_is_neither_sent_nor_removed() {
-        let tables = Fake::default()
-            .with(TableId::Addresses, None, &[resource("a", b"1")])
-            .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(0, &[resource("a", b"1")], &[]);
         let mut zt = synced(&tables);
         let added = NameChanges {
             changed: [Arc::from("new")].into(),
@@ -785,12 +779,7 @@ mod tests {
         };
         change(&mut zt, 1, TableId::Addresses, &added);
         change(&mut zt, 2, TableId::Addresses, &removed(&["new", "a"]));
-        let tables = Fake {
-            generation: 2,
-            ..Fake::default()
-        }
-        .with(TableId::Addresses, None, &[])
-        .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(2, &[], &[]);
         assert_eq!(
             push(&mut zt, &tables),
             Some((ADDRESS.type_url.to_string(), vec![], vec!["a".to_string()]))
@@ -799,9 +788,7 @@ mod tests {
 
     #[test]
     fn a_nack_is_not_answered_with_the_same_content_but_a_later_change_is_sent() {
-        let tables = Fake::default()
-            .with(TableId::Addresses, None, &[resource("bad", b"1")])
-            .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(0, &[resource("bad", b"1")], &[]);
         let mut zt = ztunnel();
         zt.on_request(subscribe(ADDRESS.type_url, &[]), SystemTime::UNIX_EPOCH);
         zt.on_request(
@@ -840,12 +827,7 @@ mod tests {
         // Nothing is resent until the resource changes.
         assert_eq!(zt.next_push(), None);
         change(&mut zt, 1, TableId::Addresses, &names(&["bad"]));
-        let tables = Fake {
-            generation: 1,
-            ..Fake::default()
-        }
-        .with(TableId::Addresses, None, &[resource("bad", b"fixed")])
-        .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(1, &[resource("bad", b"fixed")], &[]);
         assert_eq!(
             push(&mut zt, &tables),
             Some((
@@ -865,20 +847,15 @@ mod tests {
 
     #[test]
     fn policies_go_before_the_workloads_that_name_them() {
-        let tables = Fake::default().with(TableId::Addresses, None, &[]).with(
-            TableId::Authorizations,
-            None,
-            &[],
-        );
+        let tables = ztunnel_tables(0, &[], &[]);
         let mut zt = synced(&tables);
         change(&mut zt, 1, TableId::Addresses, &names(&["w"]));
         change(&mut zt, 1, TableId::Authorizations, &names(&["ns/p"]));
-        let tables = Fake {
-            generation: 1,
-            ..Fake::default()
-        }
-        .with(TableId::Addresses, None, &[resource("w", b"names ns/p")])
-        .with(TableId::Authorizations, None, &[resource("ns/p", b"p")]);
+        let tables = ztunnel_tables(
+            1,
+            &[resource("w", b"names ns/p")],
+            &[resource("ns/p", b"p")],
+        );
         // The policy first; the workload follows it on the same stream.
         assert_eq!(
             push(&mut zt, &tables).map(|p| p.0),
@@ -926,9 +903,7 @@ mod tests {
     #[test]
     fn on_demand_keys_are_answered_under_themselves_and_follow_changes() {
         let pod = resource("Kubernetes//Pod/ns/a", b"pod");
-        let tables = Fake::default()
-            .with(TableId::Addresses, None, std::slice::from_ref(&pod))
-            .with(TableId::Authorizations, None, &[]);
+        let tables = ztunnel_tables(0, std::slice::from_ref(&pod), &[]);
         let mut zt = ztunnel();
         zt.on_request(
             DeltaDiscoveryRequest {
@@ -979,19 +954,14 @@ mod tests {
             TableId::Addresses,
             &names(&["Kubernetes//Pod/ns/b"]),
         );
-        let tables = Fake {
-            generation: 1,
-            ..Fake::default()
-        }
-        .with(
-            TableId::Addresses,
-            None,
+        let tables = ztunnel_tables(
+            1,
             &[
                 resource("Kubernetes//Pod/ns/a", b"pod"),
                 resource("Kubernetes//Pod/ns/b", b"b"),
             ],
-        )
-        .with(TableId::Authorizations, None, &[]);
+            &[],
+        );
         assert_eq!(push(&mut zt, &tables), None);
         change(
             &mut zt,
