@@ -510,6 +510,21 @@ mod tests {
     }
 
     #[test]
+    fn status_fields_the_index_does_not_read_are_not_checked() {
+        // Hand-written YAML often has conditions without `lastTransitionTime`; only addresses are read.
+        let gw = Gateway::from_value(json!({
+            "metadata": {"name": "waypoint", "namespace": "backend"},
+            "spec": {"gatewayClassName": "istio-waypoint", "listeners": []},
+            "status": {
+                "addresses": [{"value": "10.0.0.9"}],
+                "conditions": [{"type": "Programmed", "status": "True"}]
+            }
+        }))
+        .unwrap();
+        assert_eq!(gw.addresses, [StatusAddress::Ip("10.0.0.9".into())]);
+    }
+
+    #[test]
     fn gateway_errors_name_the_field() {
         let err = Gateway::from_value(json!({
             "metadata": {"name": "w"},
