@@ -52,7 +52,7 @@ use crate::cluster::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::runtime::authority::{Authority, renew_serving};
 use crate::runtime::banner::Banner;
-use crate::runtime::follow::{Apply, Follow, follow_source};
+use crate::runtime::follow::{Follow, follow_source};
 use crate::runtime::listeners::bind;
 use crate::runtime::source::{self, SourceHandle};
 use crate::runtime::tasks::TaskSet;
@@ -95,7 +95,6 @@ pub struct Server {
     events: mpsc::Receiver<Vec<Event>>,
     example_token: Option<TokenExample>,
     first_run: bool,
-    apply: Apply,
 }
 
 impl std::fmt::Debug for Server {
@@ -205,16 +204,7 @@ impl Server {
             events,
             example_token,
             first_run,
-            apply: SharedIndex::apply,
         })
-    }
-
-    /// For tests of the server's reaction to a failed index, which no input can cause: batches are
-    /// applied by `apply` instead of [`SharedIndex::apply`], so that a test can make one fail.
-    #[doc(hidden)]
-    pub fn apply_batches_with(mut self, apply: Apply) -> Server {
-        self.apply = apply;
-        self
     }
 
     /// The address the TLS gRPC listener is bound to (the real port when 0 was asked for).
@@ -315,7 +305,6 @@ impl Server {
             index,
             source,
             events,
-            apply,
             ..
         } = self;
 
@@ -325,7 +314,6 @@ impl Server {
             label: source.label(),
             diagnostics: source.diagnostics_fn(),
             applied: applied_tx,
-            apply,
         };
         let status_source = match &source {
             SourceHandle::Kube { handle, client, .. } => {

@@ -104,7 +104,10 @@ impl SharedIndex {
         })
     }
 
-    fn apply_with(
+    /// As [`SharedIndex::apply`], with `apply` doing each event's work. For tests of an update that
+    /// panics, which no input causes: the panic is caught and the index failed exactly as in `apply`.
+    #[doc(hidden)]
+    pub fn apply_with(
         &self,
         batch: Vec<Event>,
         mut apply: impl FnMut(&mut Index, Event) -> Changes,

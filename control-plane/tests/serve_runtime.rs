@@ -8,23 +8,18 @@ use ambient_control_plane::serve::{AuthMethod, ServeConfig, ServeError, Server};
 use ambient_control_plane::shared_index::{IndexFailed, SharedIndex};
 use ambient_control_plane::source::Event;
 use ambient_index::Changes;
-use ambient_index::model::Object;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Applies batches as the server does, except that a batch carrying the pod `frontend/extra` fails as
-/// `SharedIndex::apply` fails when applying an object panics. No input makes the real index panic.
-fn fail_on_extra(index: &SharedIndex, batch: Vec<Event>) -> Result<Changes, IndexFailed> {
-    let extra = batch
-        .iter()
-        .any(|event| matches!(event, Event::Apply(Object::Pod(p)) if p.meta.name == "extra"));
-    if extra {
-        return Err(IndexFailed {
-            object: "Pod/frontend/extra".to_string(),
-            message: "invariant broken".to_string(),
-        });
-    }
-    index.apply(batch)
+/// Fails the index as an update that panics would: no input makes the real index panic, so the update
+/// of the pod `frontend/extra` is made to, and `SharedIndex` catches it as it catches any.
+fn fail(index: &SharedIndex) -> IndexFailed {
+    let extra = ambient_index::testing::pod("frontend", "extra").build();
+    index
+        .apply_with(vec![Event::Apply(extra)], |_, _| -> Changes {
+            panic!("invariant broken")
+        })
+        .expect_err("the update panics")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,13 +30,13 @@ async fn a_failed_index_stops_the_server_with_an_error_naming_the_object() {
     let mut cfg = ServeConfig::new(&config_dir, dir.path().join("state"));
     cfg.grpc_addr = "127.0.0.1:0".parse().expect("addr");
     cfg.auth = vec![AuthMethod::Cert];
-    let server = Server::bind(cfg)
-        .await
-        .expect("binds")
-        .apply_batches_with(fail_on_extra);
+    let server = Server::bind(cfg).await.expect("binds");
+    let index = server.index();
     // Never signalled: the server must stop by itself.
     let running = tokio::spawn(server.run(std::future::pending()));
 
+    // The index fails; the follower learns it from the next batch it applies.
+    let failed_now = fail(&index);
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: extra\n  namespace: frontend\nspec:\n  \
                serviceAccountName: sleep\n  containers: []\nstatus:\n  phase: Running\n  podIP: 10.244.0.99\n";
     std::fs::write(config_dir.join("extra.yaml"), pod).expect("write");
@@ -53,6 +48,7 @@ async fn a_failed_index_stops_the_server_with_an_error_naming_the_object() {
     let Err(ServeError::IndexFailed(failed)) = result else {
         panic!("expected ServeError::IndexFailed, got {result:?}");
     };
+    assert_eq!(failed, failed_now);
     assert_eq!(
         failed,
         IndexFailed {

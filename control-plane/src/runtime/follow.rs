@@ -6,16 +6,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ambient_index::Changes;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::metrics::Metrics;
 use crate::shared_index::{IndexFailed, SharedIndex};
 use crate::source::{Event, SourceDiagnostic};
-
-/// How a batch reaches the index: [`SharedIndex::apply`].
-pub type Apply = fn(&SharedIndex, Vec<Event>) -> Result<Changes, IndexFailed>;
 
 /// What the follower needs of the source besides its events.
 pub struct Follow {
@@ -24,7 +20,6 @@ pub struct Follow {
     pub diagnostics: Arc<dyn Fn() -> Vec<SourceDiagnostic> + Send + Sync>,
     /// Counts the batches applied (the status writer and the first-sync wait follow it).
     pub applied: watch::Sender<u64>,
-    pub apply: Apply,
 }
 
 /// Applies the source's events to the shared index. Returns only when the index failed (an update
@@ -54,7 +49,7 @@ pub async fn follow_source(
             }
             known_problems = problems;
         }
-        let changes = (source.apply)(&index, batch)?;
+        let changes = index.apply(batch)?;
         debug!(
             addresses = changes.addresses.changed.len() + changes.addresses.removed.len(),
             authorizations =
