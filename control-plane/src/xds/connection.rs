@@ -243,13 +243,14 @@ impl Connection {
         let Some(state) = self.stream.as_ref().map(|s| Arc::clone(&s.state)) else {
             return Ok(());
         };
-        let types = lock(&state).subscriptions.len();
-        for _ in 0..types {
-            let Some(i) = lock(&state).next_push() else {
-                break;
-            };
+        // Each planned push leaves its type outstanding or with nothing to send, so this ends after at
+        // most one push per type.
+        loop {
             let push = {
                 let mut state = lock(&state);
+                let Some(i) = state.next_push() else {
+                    break;
+                };
                 let index = self.shared.index.read().map_err(End::IndexFailed)?;
                 state.plan(i, &*index, SystemTime::now())
             };
