@@ -5,8 +5,6 @@
 //! conditions the index must hold; each case runs through `Index::build` and through one-by-one
 //! `Index::apply`, which must agree.
 
-use std::net::IpAddr;
-
 use ambient_index::model::well_known::*;
 use ambient_index::model::{Kind, Object, ObjectRef};
 use ambient_index::testing::*;
@@ -44,14 +42,6 @@ fn run(cases: Vec<Case>) {
         }),
         |index| (service_resources(index), index.conditions().clone()),
     );
-}
-
-fn ip(s: &str) -> Vec<u8> {
-    match s.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.octets().to_vec(),
-        Ok(IpAddr::V6(v6)) => v6.octets().to_vec(),
-        Err(e) => panic!("bad test IP {s:?}: {e}"),
-    }
 }
 
 fn vip(addr: &str) -> NetworkAddress {

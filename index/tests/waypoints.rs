@@ -6,8 +6,6 @@
 //! Table cases list their objects, every Address resource and every condition the index must hold;
 //! each runs through `Index::build` and through one-by-one `Index::apply`, which must agree.
 
-use std::net::IpAddr;
-
 use ambient_index::model::well_known::*;
 use ambient_index::model::{AllowedRoutes, Kind, Object, ObjectRef};
 use ambient_index::testing::*;
@@ -54,14 +52,6 @@ fn run(cases: Vec<Case>) {
         }),
         |index| (decoded_addresses(index), index.conditions().clone()),
     );
-}
-
-fn ip(s: &str) -> Vec<u8> {
-    match s.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.octets().to_vec(),
-        Ok(IpAddr::V6(v6)) => v6.octets().to_vec(),
-        Err(e) => panic!("bad test IP {s:?}: {e}"),
-    }
 }
 
 // ---- fixtures and expected values ---------------------------------------------------------------

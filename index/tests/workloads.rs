@@ -6,7 +6,6 @@
 //! case runs through `Index::build` and through one-by-one `Index::apply`, which must agree.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use ambient_index::model::Object;
 use ambient_index::model::well_known::*;
@@ -40,14 +39,6 @@ fn run(cases: Vec<Case>) {
         }),
         workloads,
     );
-}
-
-fn ip(s: &str) -> Vec<u8> {
-    match s.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.octets().to_vec(),
-        Ok(IpAddr::V6(v6)) => v6.octets().to_vec(),
-        Err(e) => panic!("bad test IP {s:?}: {e}"),
-    }
 }
 
 /// The Workload of a ready pod `ns/<name>` with IP 1.2.3.4 in the unit-test environment, with no labels.

@@ -110,3 +110,11 @@ pub fn expected_changes(
     removed.sort();
     (changed, removed)
 }
+
+/// The bytes an `istio.workload` message carries for a test IP (`"10.0.0.1"`, `"fd00::1"`).
+pub fn ip(s: &str) -> Vec<u8> {
+    match s.parse() {
+        Ok(addr) => crate::waypoints::ip_bytes(addr),
+        Err(e) => panic!("bad test IP {s:?}: {e}"),
+    }
+}
