@@ -13,137 +13,26 @@
 //! unchanged resource (for instance a selector change, which is not part of the Authorization) reports
 //! nothing here.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use ambient_index::model::istio::MtlsMode::{self, Disable, Permissive, Strict, Unset};
 use ambient_index::model::well_known::{DRY_RUN, GATEWAY_NAME, REVISION};
 use ambient_index::model::{Kind, Object, ObjectRef};
 use ambient_index::testing::*;
-use ambient_index::{Changes, Index, Resource, Settings};
+use ambient_index::{Index, Settings};
 
 // ---- harness ------------------------------------------------------------------------------------
 
-type Names = (Vec<String>, Vec<String>);
-type Snapshot = HashMap<Arc<str>, Resource>;
+/// Every step checks the reported names and the equality with a fresh build ([`Checked`]).
+type World = Checked;
 
-/// What one step reported: Address names and Authorization names, each `(changed, removed)`, sorted.
-#[derive(Debug, PartialEq, Eq)]
-struct Step {
-    addresses: Names,
-    authorizations: Names,
+/// `authorization_policies` of pod `ns/name`'s Workload.
+fn policies(w: &World, ns: &str, name: &str) -> Vec<String> {
+    workload_policies(&w.index, &uid(ns, name))
 }
 
-/// An index together with the objects it was given, checked after every operation.
-struct World {
-    settings: Settings,
-    index: Index,
-    objects: BTreeMap<ObjectRef, Object>,
-}
-
-impl World {
-    fn new(settings: Settings, objects: Vec<Object>) -> World {
-        let objects: BTreeMap<ObjectRef, Object> =
-            objects.into_iter().map(|o| (o.object_ref(), o)).collect();
-        let index = Index::build(settings.clone(), objects.values().cloned());
-        World {
-            settings,
-            index,
-            objects,
-        }
-    }
-
-    /// `test_settings()` (root namespace `istio-system`) and the `istio-system` namespace, plus `objects`.
-    fn unit(objects: Vec<Object>) -> World {
-        let mut all = vec![test_system_namespace()];
-        all.extend(objects);
-        World::new(test_settings(), all)
-    }
-
-    fn apply(&mut self, obj: Object) -> Step {
-        let step = format!("apply {}", obj.object_ref());
-        let before = (
-            HashMap::clone(self.index.addresses()),
-            HashMap::clone(self.index.authorizations()),
-        );
-        self.objects.insert(obj.object_ref(), obj.clone());
-        let changes = self.index.apply(obj);
-        self.check(&before, &changes, &step)
-    }
-
-    fn delete(&mut self, kind: Kind, namespace: &str, name: &str) -> Step {
-        let r = ObjectRef::new(kind, namespace, name);
-        let step = format!("delete {r}");
-        let before = (
-            HashMap::clone(self.index.addresses()),
-            HashMap::clone(self.index.authorizations()),
-        );
-        self.objects.remove(&r);
-        let changes = self.index.delete(&r);
-        self.check(&before, &changes, &step)
-    }
-
-    fn check(&self, before: &(Snapshot, Snapshot), changes: &Changes, step: &str) -> Step {
-        let reported = Step {
-            addresses: names(&changes.addresses),
-            authorizations: names(&changes.authorizations),
-        };
-        let expected = Step {
-            addresses: expected_changes(&before.0, self.index.addresses()),
-            authorizations: expected_changes(&before.1, self.index.authorizations()),
-        };
-        assert_eq!(reported, expected, "{step}: reported changes");
-        assert_same(&self.index, &self.fresh(), step);
-        reported
-    }
-
-    fn fresh(&self) -> Index {
-        Index::build(self.settings.clone(), self.objects.values().cloned())
-    }
-
-    /// `authorization_policies` of pod `ns/name`'s Workload.
-    fn policies(&self, ns: &str, name: &str) -> Vec<String> {
-        workload_policies(&self.index, &uid(ns, name))
-    }
-
-    fn authorization_names(&self) -> Vec<String> {
-        decoded_authorizations(&self.index).into_keys().collect()
-    }
-}
-
-/// The incremental index equals a fresh build: resources (content and version), policy status and
-/// conditions.
-fn assert_same(index: &Index, fresh: &Index, step: &str) {
-    assert_eq!(
-        decoded_addresses(index),
-        decoded_addresses(fresh),
-        "{step}: addresses differ from a fresh build"
-    );
-    assert_eq!(
-        decoded_authorizations(index),
-        decoded_authorizations(fresh),
-        "{step}: authorizations differ from a fresh build"
-    );
-    assert_eq!(
-        index.addresses(),
-        fresh.addresses(),
-        "{step}: address versions differ from a fresh build"
-    );
-    assert_eq!(
-        index.authorizations(),
-        fresh.authorizations(),
-        "{step}: authorization versions differ from a fresh build"
-    );
-    assert_eq!(
-        index.policy_status(),
-        fresh.policy_status(),
-        "{step}: policy status differs from a fresh build"
-    );
-    assert_eq!(
-        index.conditions(),
-        fresh.conditions(),
-        "{step}: conditions differ from a fresh build"
-    );
+fn authorization_names(w: &World) -> Vec<String> {
+    decoded_authorizations(&w.index).into_keys().collect()
 }
 
 fn sorted(names: &[&str]) -> Vec<String> {
@@ -239,28 +128,28 @@ fn ambient_index_policy() {
         changed(&[], &[STATIC]),
         "the first PeerAuthentication brings the static strict policy"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(pa("ns1", "namespace", None, Some(Strict)).build()),
         changed(&[&pod1, &wp1, &wp2], &[]),
         "a STRICT namespace policy attaches the static policy to every pod of the namespace"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
         w.apply(pa("ns1", "selector", Some("a"), Some(Strict)).build()),
         nothing(),
         "a STRICT workload policy under a STRICT namespace changes nothing"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
         w.apply(pa("ns1", "selector", Some("a"), Some(Permissive)).build()),
         changed(&[&pod1], &[]),
         "a PERMISSIVE workload policy removes the static policy"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(
@@ -271,29 +160,33 @@ fn ambient_index_policy() {
         changed(&[&pod1], &[converted]),
         "a STRICT port converts the workload policy, which the pod lists"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
 
     assert_eq!(
         w.apply(ns1_pod("pod2", "127.0.0.2", "not-a")),
         changed(&[&pod2], &[]),
         "a pod outside the selector gets the namespace mode"
     );
-    assert_eq!(w.policies("ns1", "pod2"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod2"), [STATIC]);
     assert_eq!(
         w.apply(ns1_pod("pod2", "127.0.0.2", "a")),
         changed(&[&pod2], &[]),
         "relabelled into the selector"
     );
-    assert_eq!(w.policies("ns1", "pod2"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod2"), [converted]);
 
     assert_eq!(
         w.apply(pa("istio-system", "global-selector", Some("a"), Some(Strict)).build()),
         nothing(),
         "a root-namespace PeerAuthentication with a selector is ignored"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "istio-system", "global-selector"),
+        w.delete(&ObjectRef::new(
+            Kind::PeerAuthentication,
+            "istio-system",
+            "global-selector"
+        )),
         nothing()
     );
 
@@ -309,21 +202,21 @@ fn ambient_index_policy() {
         },
         "nothing STRICT left: the converted policy goes"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(pa("ns1", "namespace", None, Some(Permissive)).build()),
         changed(&[&wp1, &wp2], &[]),
         "a PERMISSIVE namespace: the pods outside the selector lose the static policy"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(pa("ns1", "selector", Some("a"), Some(Strict)).build()),
         changed(&[&pod1, &pod2], &[]),
         "a STRICT workload policy without ports: the static policy"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
         w.apply(
@@ -334,7 +227,7 @@ fn ambient_index_policy() {
         changed(&[&pod1, &pod2], &[converted]),
         "a PERMISSIVE port under a STRICT workload policy: the converted policy replaces the static one"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
 
     assert_eq!(
         w.apply(
@@ -345,7 +238,7 @@ fn ambient_index_policy() {
         changed(&[], &[converted]),
         "UNSET with a STRICT port under a PERMISSIVE namespace: same name, new content"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
 
     assert_eq!(
         w.apply(pa("ns1", "namespace", None, Some(Strict)).build()),
@@ -355,7 +248,7 @@ fn ambient_index_policy() {
         },
         "a STRICT namespace covers the STRICT port: nothing to convert, the static policy applies"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
         w.apply(
@@ -366,24 +259,32 @@ fn ambient_index_policy() {
         changed(&[&pod1, &pod2], &[converted]),
         "UNSET with a PERMISSIVE port under a STRICT namespace: the strictness is merged in"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
 
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "ns1", "selector"),
+        w.delete(&ObjectRef::new(Kind::PeerAuthentication, "ns1", "selector")),
         Step {
             addresses: (sorted(&[&pod1, &pod2]), vec![]),
             authorizations: (vec![], strings(&[converted])),
         },
         "workload policy deleted: back to the static policy"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "ns1", "namespace"),
+        w.delete(&ObjectRef::new(
+            Kind::PeerAuthentication,
+            "ns1",
+            "namespace"
+        )),
         changed(&[&pod1, &pod2, &wp1, &wp2], &[])
     );
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "istio-system", "global"),
+        w.delete(&ObjectRef::new(
+            Kind::PeerAuthentication,
+            "istio-system",
+            "global"
+        )),
         Step {
             addresses: (vec![], vec![]),
             authorizations: (vec![], strings(&[STATIC])),
@@ -391,7 +292,7 @@ fn ambient_index_policy() {
         "the last PeerAuthentication takes the static policy with it"
     );
     assert_eq!(
-        w.delete(Kind::Pod, "ns1", "pod2"),
+        w.delete(&ObjectRef::new(Kind::Pod, "ns1", "pod2")),
         Step {
             addresses: (vec![], vec![pod2.clone()]),
             authorizations: (vec![], vec![]),
@@ -409,7 +310,7 @@ fn ambient_index_policy() {
         changed(&[], &["ns1/namespace"]),
         "a NAMESPACE policy is sent but attached to no workload"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(
@@ -419,18 +320,18 @@ fn ambient_index_policy() {
         ),
         changed(&[&pod1], &["ns1/selector"])
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector"]);
 
     assert_eq!(
         w.apply(ns1_pod("pod3", "127.0.0.2", "not-a")),
         changed(&[&pod3], &[])
     );
-    assert_eq!(w.policies("ns1", "pod3"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod3"), Vec::<String>::new());
     assert_eq!(
         w.apply(ns1_pod("pod3", "127.0.0.2", "a")),
         changed(&[&pod3], &[])
     );
-    assert_eq!(w.policies("ns1", "pod3"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod3"), ["ns1/selector"]);
 
     assert_eq!(
         w.apply(
@@ -442,7 +343,7 @@ fn ambient_index_policy() {
         "a root-namespace selector policy attaches across namespaces"
     );
     assert_eq!(
-        w.policies("ns1", "pod1"),
+        policies(&w, "ns1", "pod1"),
         ["istio-system/global-selector", "ns1/selector"]
     );
 
@@ -455,32 +356,32 @@ fn ambient_index_policy() {
         changed(&[&pod1, &pod3], &[]),
         "a selector change detaches; the Authorization itself is unchanged"
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector"]);
 
     assert_eq!(
         w.apply(pa("istio-system", "strict", None, Some(Strict)).build()),
         changed(&[&pod1, &pod3, &wp1, &wp2], &[STATIC]),
         "a STRICT mesh policy reaches every workload"
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector", STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector", STATIC]);
 
     assert_eq!(
         w.apply(pa("ns1", "selector-strict", Some("a"), Some(Strict)).build()),
         nothing()
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector", STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector", STATIC]);
 
     assert_eq!(
         w.apply(pa("ns1", "selector-strict", Some("a"), Some(Permissive)).build()),
         changed(&[&pod1, &pod3], &[])
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector"]);
 
     assert_eq!(
         w.apply(pa("ns1", "selector-strict", Some("a"), Some(Disable)).build()),
         nothing()
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector"]);
 
     assert_eq!(
         w.apply(
@@ -491,7 +392,7 @@ fn ambient_index_policy() {
         changed(&[&pod1, &pod3], &[converted_strict])
     );
     assert_eq!(
-        w.policies("ns1", "pod1"),
+        policies(&w, "ns1", "pod1"),
         ["ns1/selector", converted_strict]
     );
 
@@ -506,36 +407,48 @@ fn ambient_index_policy() {
         "new rules, same attachment: only the Authorization changes"
     );
     assert_eq!(
-        w.policies("ns1", "pod1"),
+        policies(&w, "ns1", "pod1"),
         ["ns1/selector", converted_strict]
     );
 
     assert_eq!(
-        w.delete(Kind::AuthorizationPolicy, "ns1", "selector"),
+        w.delete(&ObjectRef::new(
+            Kind::AuthorizationPolicy,
+            "ns1",
+            "selector"
+        )),
         Step {
             addresses: (sorted(&[&pod1, &pod3]), vec![]),
             authorizations: (vec![], strings(&["ns1/selector"])),
         }
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted_strict]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted_strict]);
 
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "ns1", "selector-strict"),
+        w.delete(&ObjectRef::new(
+            Kind::PeerAuthentication,
+            "ns1",
+            "selector-strict"
+        )),
         Step {
             addresses: (sorted(&[&pod1, &pod3]), vec![]),
             authorizations: (vec![], strings(&[converted_strict])),
         }
     );
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
 
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "istio-system", "strict"),
+        w.delete(&ObjectRef::new(
+            Kind::PeerAuthentication,
+            "istio-system",
+            "strict"
+        )),
         Step {
             addresses: (sorted(&[&pod1, &pod3, &wp1, &wp2]), vec![]),
             authorizations: (vec![], strings(&[STATIC])),
         }
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(
@@ -548,7 +461,7 @@ fn ambient_index_policy() {
     );
     assert!(w.index.authorization("ns1/gateway-targeted").is_none());
     assert_eq!(
-        w.authorization_names(),
+        authorization_names(&w),
         [
             "istio-system/global",
             "istio-system/global-selector",
@@ -578,7 +491,7 @@ fn peer_authentication_namespace_policy_change() {
         changed(&[&pod1], &[converted]),
         "an exemption from the namespace's strictness converts to a policy of its own"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
     assert!(w.index.authorization(converted).is_some());
 
     assert_eq!(
@@ -589,7 +502,7 @@ fn peer_authentication_namespace_policy_change() {
         },
         "nothing left to exempt from: the listed name and the policy go together"
     );
-    assert_eq!(w.policies("ns1", "pod1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "pod1"), Vec::<String>::new());
     assert!(w.index.authorization(converted).is_none());
 
     assert_eq!(
@@ -597,7 +510,7 @@ fn peer_authentication_namespace_policy_change() {
         changed(&[&pod1], &[converted]),
         "and back"
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
 }
 
 /// Under a STRICT mesh policy, an UNSET namespace policy inherits STRICT for the converted policy as it
@@ -610,7 +523,7 @@ fn unset_namespace_policy_inherits_the_mesh_mode_for_port_exemptions() {
     let converted = "ns1/converted_peer_authentication_selector";
     w.apply(pa("istio-system", "mesh", None, Some(Strict)).build());
     w.apply(pa("ns1", "namespace", None, Some(Unset)).build());
-    assert_eq!(w.policies("ns1", "pod1"), [STATIC]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [STATIC]);
     assert_eq!(
         w.apply(
             pa("ns1", "selector", Some("a"), None)
@@ -619,7 +532,7 @@ fn unset_namespace_policy_inherits_the_mesh_mode_for_port_exemptions() {
         ),
         changed(&[&pod1], &[converted])
     );
-    assert_eq!(w.policies("ns1", "pod1"), [converted]);
+    assert_eq!(policies(&w, "ns1", "pod1"), [converted]);
     let auth = &decoded_authorizations(&w.index)[converted];
     assert_eq!(auth.rules.len(), 1);
     assert_eq!(
@@ -632,7 +545,7 @@ fn unset_namespace_policy_inherits_the_mesh_mode_for_port_exemptions() {
         [9090]
     );
     assert_eq!(auth.rules[0].clauses[1].matches[0].not_principals.len(), 1);
-    for name in w.policies("ns1", "pod1") {
+    for name in policies(&w, "ns1", "pod1") {
         assert!(
             w.index.authorization(&name).is_some(),
             "{name} is listed but not sent"
@@ -655,7 +568,7 @@ fn workload_authorization_policy() {
         "a new policy changes only itself"
     );
     assert_eq!(
-        w.delete(Kind::AuthorizationPolicy, "ns", "policy2"),
+        w.delete(&ObjectRef::new(Kind::AuthorizationPolicy, "ns", "policy2")),
         Step {
             addresses: (vec![], vec![]),
             authorizations: (vec![], strings(&["ns/policy2"])),
@@ -709,7 +622,7 @@ fn workload_authorization_policy() {
         changed(&[&uid("ns", "pod")], &[]),
         "a readiness change changes the pod only"
     );
-    assert_eq!(w.policies("ns", "pod"), ["ns/selected"]);
+    assert_eq!(policies(&w, "ns", "pod"), ["ns/selected"]);
 }
 
 #[test]
@@ -731,7 +644,7 @@ fn workload_peer_authentication() {
         changed(&[], &["ns/converted_peer_authentication_policy2"])
     );
     assert_eq!(
-        w.delete(Kind::PeerAuthentication, "ns", "policy2"),
+        w.delete(&ObjectRef::new(Kind::PeerAuthentication, "ns", "policy2")),
         Step {
             addresses: (vec![], vec![]),
             authorizations: (
@@ -836,7 +749,7 @@ fn revision_filtering() {
         ),
         changed(&[], &[STATIC])
     );
-    assert_eq!(w.authorization_names(), [STATIC, "ns1/other-rev"]);
+    assert_eq!(authorization_names(&w), [STATIC, "ns1/other-rev"]);
 
     // An empty revision reads everything.
     let all = World::new(
@@ -851,7 +764,7 @@ fn revision_filtering() {
             authorization_policy("ns1", "c").build(),
         ],
     );
-    assert_eq!(all.authorization_names(), ["ns1/a", "ns1/b", "ns1/c"]);
+    assert_eq!(authorization_names(&all), ["ns1/a", "ns1/b", "ns1/c"]);
 }
 
 // ---- TestPolicyAfterPod -------------------------------------------------------------------------
@@ -879,7 +792,7 @@ fn policy_after_pod() {
         changed(&[&uid("ns1", "pod1")], &["ns1/selector"]),
         "the pod, not its Service, changes"
     );
-    assert_eq!(w.policies("ns1", "pod1"), ["ns1/selector"]);
+    assert_eq!(policies(&w, "ns1", "pod1"), ["ns1/selector"]);
 }
 
 // ---- attachment follows labels ------------------------------------------------------------------
@@ -898,9 +811,9 @@ fn pod_label_changes_attach_and_detach_exactly_that_workload() {
         pod("ns2", "p3").ip("10.0.0.3").label("app", "a").build(),
     ]);
     let (p1, p2, p3) = (uid("ns1", "p1"), uid("ns1", "p2"), uid("ns2", "p3"));
-    assert_eq!(w.policies("ns1", "p2"), ["ns1/sel"]);
+    assert_eq!(policies(&w, "ns1", "p2"), ["ns1/sel"]);
     assert_eq!(
-        w.policies("ns2", "p3"),
+        policies(&w, "ns2", "p3"),
         Vec::<String>::new(),
         "another namespace's selector policy does not attach"
     );
@@ -922,14 +835,14 @@ fn pod_label_changes_attach_and_detach_exactly_that_workload() {
         changed(&[&p1], &[]),
         "starts matching the root-namespace policy"
     );
-    assert_eq!(w.policies("ns1", "p1"), ["istio-system/root-sel"]);
+    assert_eq!(policies(&w, "ns1", "p1"), ["istio-system/root-sel"]);
     assert_eq!(
         w.apply(p1_with(&[("app", "a"), ("tier", "front")])),
         changed(&[&p1], &[]),
         "and its own namespace's"
     );
     assert_eq!(
-        w.policies("ns1", "p1"),
+        policies(&w, "ns1", "p1"),
         ["istio-system/root-sel", "ns1/sel"]
     );
     assert_eq!(
@@ -937,13 +850,13 @@ fn pod_label_changes_attach_and_detach_exactly_that_workload() {
         changed(&[&p1], &[]),
         "stops matching the root-namespace policy"
     );
-    assert_eq!(w.policies("ns1", "p1"), ["ns1/sel"]);
+    assert_eq!(policies(&w, "ns1", "p1"), ["ns1/sel"]);
     assert_eq!(
         w.apply(p1_with(&[])),
         changed(&[&p1], &[]),
         "stops matching both"
     );
-    assert_eq!(w.policies("ns1", "p1"), Vec::<String>::new());
+    assert_eq!(policies(&w, "ns1", "p1"), Vec::<String>::new());
 
     assert_eq!(
         w.apply(
@@ -956,7 +869,7 @@ fn pod_label_changes_attach_and_detach_exactly_that_workload() {
         changed(&[&p3], &[]),
         "a root-namespace policy reaches other namespaces"
     );
-    assert_eq!(w.policies("ns2", "p3"), ["istio-system/root-sel"]);
+    assert_eq!(policies(&w, "ns2", "p3"), ["istio-system/root-sel"]);
 
     // Changing a policy's selector changes the pods it gains or loses, and only those.
     assert_eq!(
@@ -978,8 +891,8 @@ fn pod_label_changes_attach_and_detach_exactly_that_workload() {
         changed(&[&p2], &[]),
         "the root policy moves from tier=front (p3) to app=a (p2, p3): p3 matches both, p2 joins"
     );
-    assert_eq!(w.policies("ns2", "p3"), ["istio-system/root-sel"]);
-    assert_eq!(w.policies("ns1", "p2"), ["istio-system/root-sel"]);
+    assert_eq!(policies(&w, "ns2", "p3"), ["istio-system/root-sel"]);
+    assert_eq!(policies(&w, "ns1", "p2"), ["istio-system/root-sel"]);
     assert_eq!(
         w.apply(
             authorization_policy("istio-system", "root-sel")
@@ -1031,7 +944,7 @@ fn attachment_order_is_selector_policies_sorted_then_peer_authentication_keys() 
         w.apply(authorization_policy(ns, name).selector(key, value).build());
     }
     assert_eq!(
-        w.policies("ns1", "web"),
+        policies(&w, "ns1", "web"),
         [
             "istio-system/aardvark",
             "istio-system/middle",
@@ -1047,7 +960,7 @@ fn attachment_order_is_selector_policies_sorted_then_peer_authentication_keys() 
             .build(),
     );
     assert_eq!(
-        w.policies("ns1", "web"),
+        policies(&w, "ns1", "web"),
         [
             "istio-system/aardvark",
             "istio-system/middle",
@@ -1236,7 +1149,7 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
         let obj = random_object(&mut rng);
         if rng.chance(25) {
             let r = obj.object_ref();
-            world.delete(r.kind, &r.namespace, &r.name);
+            world.delete(&r);
         } else {
             world.apply(obj);
         }

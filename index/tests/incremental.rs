@@ -6,25 +6,19 @@
 //! names it expects. The last test runs long pseudo-random sequences (fixed seeds) over a small universe
 //! of objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use ambient_index::model::well_known::*;
 use ambient_index::model::{AllowedRoutes, Kind, Object, ObjectRef};
 use ambient_index::testing::*;
-use ambient_index::{Changes, Enrollment, Index, Resource, Settings};
+use ambient_index::{Enrollment, Index, Resource, Settings};
 use ambient_proto::workload::WorkloadStatus;
 
 // ---- harness ------------------------------------------------------------------------------------
 
-/// An index together with the objects it was given, checked after every operation.
-struct World {
-    settings: Settings,
-    index: Index,
-    objects: BTreeMap<ObjectRef, Object>,
-}
-
-type Names = (Vec<String>, Vec<String>);
+/// [`Checked`], reporting the Address names of each step (the Authorization names are checked too).
+struct World(Checked);
 
 fn snapshot(index: &Index) -> HashMap<Arc<str>, Resource> {
     HashMap::clone(index.addresses())
@@ -32,66 +26,20 @@ fn snapshot(index: &Index) -> HashMap<Arc<str>, Resource> {
 
 impl World {
     fn new(settings: Settings, objects: Vec<Object>) -> World {
-        let objects: BTreeMap<ObjectRef, Object> =
-            objects.into_iter().map(|o| (o.object_ref(), o)).collect();
-        let index = Index::build(settings.clone(), objects.values().cloned());
-        World {
-            settings,
-            index,
-            objects,
-        }
+        World(Checked::new(settings, objects))
     }
 
     /// The unit-test environment (`test_settings()`, `istio-system` on `testnetwork`) plus `objects`.
     fn unit(objects: Vec<Object>) -> World {
-        let mut all = vec![test_system_namespace()];
-        all.extend(objects);
-        World::new(test_settings(), all)
+        World(Checked::unit(objects))
     }
 
     fn apply(&mut self, obj: Object) -> Names {
-        let step = format!("apply {}", obj.object_ref());
-        let before = snapshot(&self.index);
-        self.objects.insert(obj.object_ref(), obj.clone());
-        let changes = self.index.apply(obj);
-        self.check(&before, &changes, &step)
+        self.0.apply(obj).addresses
     }
 
     fn delete(&mut self, r: &ObjectRef) -> Names {
-        let step = format!("delete {r}");
-        let before = snapshot(&self.index);
-        self.objects.remove(r);
-        let changes = self.index.delete(r);
-        self.check(&before, &changes, &step)
-    }
-
-    /// Asserts that the reported changes are exactly the difference, and that the index equals a
-    /// fresh build; returns the reported names.
-    fn check(&self, before: &HashMap<Arc<str>, Resource>, changes: &Changes, step: &str) -> Names {
-        let reported = names(&changes.addresses);
-        let after = snapshot(&self.index);
-        assert_eq!(
-            reported,
-            expected_changes(before, &after),
-            "{step}: reported changes"
-        );
-        let fresh = Index::build(self.settings.clone(), self.objects.values().cloned());
-        assert_eq!(
-            decoded_addresses(&self.index),
-            decoded_addresses(&fresh),
-            "{step}: incremental index differs from a fresh build"
-        );
-        assert_eq!(
-            after,
-            snapshot(&fresh),
-            "{step}: resource versions differ from a fresh build"
-        );
-        assert_eq!(
-            self.index.conditions(),
-            fresh.conditions(),
-            "{step}: conditions differ from a fresh build"
-        );
-        reported
+        self.0.delete(r).addresses
     }
 }
 
@@ -282,7 +230,7 @@ fn pod_delete_and_lifecycle() {
 fn pod_lifecycle_workload_gates() {
     let mut world = World::unit(vec![app_service("a").build()]);
     let p1 = || pod("ns", "p1").label("app", "a");
-    let status = |world: &World| workload(&world.index, &uid("ns", "p1")).map(|w| w.status);
+    let status = |world: &World| workload(&world.0.index, &uid("ns", "p1")).map(|w| w.status);
     assert_eq!(
         world.apply(p1().phase("Pending").build()),
         none(),
@@ -483,8 +431,8 @@ fn waypoint_added_later_then_deleted() {
     let dependents = changed(&[&svc_name("ns", "svc"), &uid("ns", "p1")]);
     let gw = || waypoint("ns", "wp", "domain.suffix", "10.0.0.9").label(WAYPOINT_FOR, "all");
     assert_eq!(world.apply(gw().build()), dependents, "waypoint added");
-    assert!(workload(&world.index, &uid("ns", "p1")).is_some_and(|w| w.waypoint.is_some()));
-    assert!(workload(&world.index, &uid("ns", "wp-pod")).is_some_and(|w| w.waypoint.is_none()));
+    assert!(workload(&world.0.index, &uid("ns", "p1")).is_some_and(|w| w.waypoint.is_some()));
+    assert!(workload(&world.0.index, &uid("ns", "wp-pod")).is_some_and(|w| w.waypoint.is_none()));
     assert_eq!(
         world.apply(gw().label("team", "x").build()),
         none(),
@@ -492,7 +440,7 @@ fn waypoint_added_later_then_deleted() {
     );
     let got = world.delete(&ObjectRef::new(Kind::Gateway, "ns", "wp"));
     assert_eq!(got, dependents, "waypoint deleted");
-    assert!(workload(&world.index, &uid("ns", "p1")).is_some_and(|w| w.waypoint.is_none()));
+    assert!(workload(&world.0.index, &uid("ns", "p1")).is_some_and(|w| w.waypoint.is_none()));
 }
 
 #[test]
@@ -575,7 +523,7 @@ fn waypoint_instance_binding_follows_the_gateway() {
     );
     assert_eq!(got, changed(&[&uid("ns", "wp-pod")]));
     assert!(
-        workload(&world.index, &uid("ns", "wp-pod"))
+        workload(&world.0.index, &uid("ns", "wp-pod"))
             .is_some_and(|w| w.application_tunnel.is_some())
     );
 }
@@ -1032,7 +980,7 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
         if step % 25 == 24 {
             // `reset` from the state of 25 steps ago reports exactly the difference.
             let before = snapshot(&shadow);
-            let changes = shadow.reset(world.objects.values().cloned());
+            let changes = shadow.reset(world.0.objects.values().cloned());
             assert_eq!(
                 names(&changes.addresses),
                 expected_changes(&before, &snapshot(&shadow)),
@@ -1040,7 +988,7 @@ fn random_sequence(seed: u64, settings: Settings, steps: usize) {
             );
             assert_eq!(
                 snapshot(&shadow),
-                snapshot(&world.index),
+                snapshot(&world.0.index),
                 "seed {seed} step {step}: reset index"
             );
         }

@@ -21,6 +21,7 @@
 //! Gateway API in `gateways`, for AuthorizationPolicy and PeerAuthentication in `policies`; `read`
 //! reads resources back from the index, and `table` runs table tests. Everything is re-exported here.
 
+mod checked;
 mod gateways;
 mod policies;
 mod read;
@@ -31,6 +32,7 @@ use crate::Settings;
 use crate::model::well_known::NETWORK;
 use crate::model::{Meta, Object};
 
+pub use self::checked::*;
 pub use self::gateways::*;
 pub use self::policies::*;
 pub use self::read::*;
